@@ -1,0 +1,60 @@
+//! Socket configuration: the seed's defaults, every one of them adjustable.
+
+use std::time::Duration;
+
+/// Everything a socket can be configured with. `Config::new(url)` gives the defaults of the
+/// client contract.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ws://` or `wss://` URL of the socket endpoint, e.g. `ws://host:4000/socket/websocket`.
+    pub url: String,
+    /// Connect params, sent URL-encoded in the query string beside `vsn=2.0.0`.
+    pub params: Vec<(String, String)>,
+    /// Heartbeat period (30 s). A heartbeat still unanswered when the next is due closes the
+    /// connection.
+    pub heartbeat_interval: Duration,
+    /// Delays before reconnect attempts 1, 2, ...; the last repeats (1, 2, 4, 8, 16, 30 s).
+    pub reconnect_schedule: Vec<Duration>,
+    /// Delays before rejoin attempts while connected; the last repeats (1, 2, 5, 10 s).
+    pub rejoin_schedule: Vec<Duration>,
+    /// Join and push timeout when the call gives none (10 s).
+    pub default_timeout: Duration,
+    /// How long `leave()` waits for the server's reply (5 s).
+    pub leave_timeout: Duration,
+    /// How long one connection attempt (TCP + upgrade) may take (10 s).
+    pub connect_timeout: Duration,
+    /// Largest frame accepted from the server (16 MiB).
+    pub max_frame_size: usize,
+    /// WebSocket read buffer per connection (8 KiB; tungstenite's default is 128 KiB).
+    pub read_buffer_size: usize,
+}
+
+/// Parses one schedule entry list; shared by the FFI and tests.
+pub fn millis(list: &[u64]) -> Vec<Duration> {
+    list.iter().copied().map(Duration::from_millis).collect()
+}
+
+impl Config {
+    pub fn new(url: impl Into<String>) -> Self {
+        Config {
+            url: url.into(),
+            params: Vec::new(),
+            heartbeat_interval: Duration::from_secs(30),
+            reconnect_schedule: millis(&[1000, 2000, 4000, 8000, 16000, 30000]),
+            rejoin_schedule: millis(&[1000, 2000, 5000, 10000]),
+            default_timeout: Duration::from_secs(10),
+            leave_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            max_frame_size: 16 << 20,
+            read_buffer_size: 8 << 10,
+        }
+    }
+
+    /// The delay before attempt `n` (0-based) of a schedule; the last entry repeats.
+    pub(crate) fn schedule_delay(schedule: &[Duration], n: u32) -> Duration {
+        match schedule {
+            [] => Duration::from_secs(1),
+            s => s[(n as usize).min(s.len() - 1)],
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Callback registrations and operation completions.
+//!
+//! A registration holds the caller's function pointers, `user_data` and `free_user_data`;
+//! its `Drop` calls `free_user_data` exactly once, so it is released by whoever drops the
+//! last reference, after the last call. A completion is where one join, push or leave reports:
+//! a C callback, a blocking waiter, or the socket's event queue. [`submit`] makes sure it
+//! reports exactly once even when the engine discards an operation it had accepted.
+
+#![allow(non_camel_case_types)]
+
+use super::blocking::Oneshot;
+use super::events::EventQueue;
+use super::types::{
+    channel_state, log_level, phx_message_t, phx_reason_t, phx_reply_t, socket_state, with_c_text,
+    with_message, with_reply,
+};
+use super::util::{contain, UserData};
+use crate::engine::runtime;
+use crate::engine::{
+    ChannelState, DisconnectReason, LogLevel, Message, OnReply, ReplyRef, SocketState, Status,
+};
+use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Releases a registration's `user_data`; called exactly once, after the last call that
+/// receives that `user_data`.
+pub type phx_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// Completion of a join, push or leave: called exactly once, on a library thread, unless the
+/// call that started the operation returned an error. `status` is a `PHX_*` status value;
+/// `reply` (borrowed for the duration of the call) is non-NULL for `PHX_ERR_REPLY` and for
+/// `PHX_OK` answered by the server (a leave that had nothing to tell the server completes
+/// `PHX_OK` with `reply` NULL), NULL for every other status.
+pub type phx_reply_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, status: u32, reply: *const phx_reply_t)>;
+
+/// Data-less wake-up of the event queue: "an event was added". Called on a library thread,
+/// with no lock held; it should only signal the consumer (which then calls
+/// `phx_socket_try_event` until `PHX_ERR_AGAIN`).
+pub type phx_wake_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// A socket's callbacks. Any member may be NULL (that event is not reported). The struct is
+/// copied by `phx_socket_set_handler`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct phx_socket_handler_t {
+    /// The state changed (a `PHX_SOCKET_*` value). `reason` (borrowed for the call) is set
+    /// when the socket becomes `PHX_SOCKET_RECONNECTING` or `PHX_SOCKET_DISCONNECTED` for a
+    /// known reason, NULL otherwise.
+    pub on_state: Option<
+        unsafe extern "C" fn(user_data: *mut c_void, state: u32, reason: *const phx_reason_t),
+    >,
+    /// A log line: `level` is a `PHX_LOG_*` value, `message` NUL-terminated UTF-8 borrowed
+    /// for the call.
+    pub on_log:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>,
+}
+
+/// A channel's callbacks. Any member may be NULL. The struct is copied by
+/// `phx_channel_set_handler`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct phx_channel_handler_t {
+    /// An application message, in arrival order (control events are never delivered).
+    pub on_message: Option<unsafe extern "C" fn(user_data: *mut c_void, msg: *const phx_message_t)>,
+    /// The channel's state changed (a `PHX_CHANNEL_*` value).
+    pub on_state: Option<unsafe extern "C" fn(user_data: *mut c_void, state: u32)>,
+    /// An automatic rejoin (after a reconnect, `phx_error` or a join timeout) completed;
+    /// `status` and `reply` as for `phx_reply_cb`.
+    pub on_rejoin: Option<
+        unsafe extern "C" fn(user_data: *mut c_void, status: u32, reply: *const phx_reply_t),
+    >,
+}
+
+/// The caller's callbacks of one kind plus `user_data`; dropping the last reference calls
+/// `free_user_data`.
+pub(crate) struct Registration<H> {
+    pub(crate) callbacks: H,
+    pub(crate) user_data: UserData,
+    free: phx_free_fn,
+}
+
+impl<H> Registration<H> {
+    pub(crate) fn new(callbacks: H, user_data: *mut c_void, free: phx_free_fn) -> Self {
+        Registration {
+            callbacks,
+            user_data: UserData(user_data),
+            free,
+        }
+    }
+
+    /// Drops the registration without calling `free_user_data` (ownership stays with the
+    /// caller, for a call that fails).
+    pub(crate) fn disarm(mut self) {
+        self.free = None;
+    }
+}
+
+impl<H> Drop for Registration<H> {
+    fn drop(&mut self) {
+        if let Some(free) = self.free.take() {
+            let user_data = self.user_data.0;
+            // SAFETY: the caller's function, with its own pointer, called exactly once.
+            contain(|| unsafe { free(user_data) });
+        }
+    }
+}
+
+pub(crate) type SocketRegistration = Registration<phx_socket_handler_t>;
+pub(crate) type ChannelRegistration = Registration<phx_channel_handler_t>;
+pub(crate) type WakeRegistration = Registration<phx_wake_fn>;
+
+impl SocketRegistration {
+    pub(crate) fn on_state(&self, state: SocketState, reason: Option<&DisconnectReason>) {
+        if let Some(f) = self.callbacks.on_state {
+            let reason = reason.map(|r| phx_reason_t::from_engine(Some(r)));
+            let ptr = reason
+                .as_ref()
+                .map_or(std::ptr::null(), |r| r as *const phx_reason_t);
+            // SAFETY: the caller's callback; `ptr` lives until it returns.
+            unsafe { f(self.user_data.0, socket_state(state), ptr) }
+        }
+    }
+
+    pub(crate) fn on_log(&self, level: LogLevel, message: &str) {
+        if let Some(f) = self.callbacks.on_log {
+            // SAFETY: as above; the text lives until the call returns.
+            with_c_text(message, |text| unsafe {
+                f(self.user_data.0, log_level(level), text)
+            })
+        }
+    }
+}
+
+impl ChannelRegistration {
+    pub(crate) fn on_message(&self, message: &Message<'_>) {
+        if let Some(f) = self.callbacks.on_message {
+            // SAFETY: the message view lives until the call returns.
+            with_message(message, |m| unsafe { f(self.user_data.0, m) })
+        }
+    }
+
+    pub(crate) fn on_state(&self, state: ChannelState) {
+        if let Some(f) = self.callbacks.on_state {
+            // SAFETY: the caller's callback.
+            unsafe { f(self.user_data.0, channel_state(state)) }
+        }
+    }
+
+    pub(crate) fn on_rejoin(&self, status: Status, reply: Option<ReplyRef<'_>>) {
+        if let Some(f) = self.callbacks.on_rejoin {
+            let code = super::status::phx_status_t::from(status) as u32;
+            // SAFETY: the reply view lives until the call returns.
+            with_reply(reply.as_ref(), |r| unsafe { f(self.user_data.0, code, r) })
+        }
+    }
+}
+
+impl WakeRegistration {
+    pub(crate) fn wake(&self) {
+        if let Some(f) = self.callbacks {
+            // SAFETY: the caller's callback.
+            unsafe { f(self.user_data.0) }
+        }
+    }
+}
+
+// ---- completions ------------------------------------------------------------------------------
+
+/// Where one operation reports its outcome.
+#[derive(Clone)]
+pub(crate) enum Completion {
+    /// A C callback (nothing at all when the caller gave NULL).
+    Callback(phx_reply_cb, UserData),
+    /// A blocking caller waiting in `phx_channel_*_wait`.
+    Oneshot(Arc<Oneshot>),
+    /// The socket's event queue, as a `PHX_EVENT_REPLY` carrying `tag`.
+    Queue {
+        queue: Arc<EventQueue>,
+        tag: u64,
+        topic: Arc<str>,
+    },
+}
+
+impl Completion {
+    pub(crate) fn complete(&self, status: Status, reply: Option<ReplyRef<'_>>) {
+        let code = super::status::phx_status_t::from(status) as u32;
+        match self {
+            Completion::Callback(Some(f), user_data) => {
+                // SAFETY: the caller's callback; the reply view lives until it returns.
+                with_reply(reply.as_ref(), |r| unsafe { f(user_data.0, code, r) })
+            }
+            Completion::Callback(None, _) => {}
+            Completion::Oneshot(slot) => slot.complete(status, reply.as_ref()),
+            Completion::Queue { queue, tag, topic } => {
+                queue.push_reply(*tag, topic, code, reply.as_ref())
+            }
+        }
+    }
+}
+
+const SUBMITTING: u8 = 0;
+const SUBMITTED: u8 = 1;
+const DROPPED_WHILE_SUBMITTING: u8 = 2;
+
+/// The completion handed to the engine. Fires exactly once: through the engine's call, or,
+/// if the engine drops it uncalled after accepting the operation, with `PHX_ERR_CLOSED`.
+struct Pending {
+    target: Option<Completion>,
+    sync: Arc<AtomicU8>,
+}
+
+impl Pending {
+    fn fire(mut self, status: Status, reply: Option<ReplyRef<'_>>) {
+        if let Some(target) = self.target.take() {
+            target.complete(status, reply);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let dropped_early = self.sync.compare_exchange(
+            SUBMITTING,
+            DROPPED_WHILE_SUBMITTING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if dropped_early.is_err() {
+            // Accepted, then discarded uncalled (commands still queued when a socket task
+            // stops): the operation was closed.
+            contain(|| target.complete(Status::Closed, None));
+        }
+    }
+}
+
+/// Starts an operation whose outcome goes to `target`. `op` hands the engine its `OnReply`.
+///
+/// If `op` fails, the completion never fires (the engine drops it uncalled). If it succeeds,
+/// the completion fires exactly once, even if the engine discards the operation.
+pub(crate) fn submit(
+    target: Completion,
+    op: impl FnOnce(OnReply) -> Result<(), Status>,
+) -> Result<(), Status> {
+    let sync = Arc::new(AtomicU8::new(SUBMITTING));
+    let backup = target.clone();
+    let pending = Pending {
+        target: Some(target),
+        sync: sync.clone(),
+    };
+    let result = op(Box::new(move |status, reply| pending.fire(status, reply)));
+    if result.is_ok()
+        && sync
+            .compare_exchange(SUBMITTING, SUBMITTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        // Accepted but already discarded uncalled: report it from a library thread, as
+        // every completion is.
+        runtime::shared().spawn(async move {
+            contain(|| backup.complete(Status::Closed, None));
+        });
+    }
+    result
+}

@@ -1,0 +1,479 @@
+//! `phx_channel_t`: a reference-counted handle to one channel instance of a socket, and the
+//! channel operations (callback and tagged forms).
+//!
+//! Every engine channel instance gets one handle object (shared by every
+//! `phx_socket_channel` call that returns that instance) and one engine-side handler
+//! ([`ChannelTap`]) installed at creation. The tap feeds the event queue and calls the
+//! caller's registration, kept in the [`ChannelHub`]; when the engine drops the tap (the
+//! channel closed for good, or the socket was freed) the registration is released.
+
+use super::callbacks::{
+    phx_channel_handler_t, phx_free_fn, phx_reply_cb, submit, ChannelRegistration, Completion,
+};
+use super::events::queue_of_core;
+use super::socket::{phx_socket_t, SocketCore};
+use super::status::phx_status_t;
+use super::types::channel_state;
+use super::util::{
+    arc_from_raw, arc_into_raw, c_slice, c_str, guard, guard_or, handle_ref, lock, op_timeout,
+    opt_c_str, out_ptr, write_out, FfiResult, UserData,
+};
+use crate::engine::{Body, Channel, ChannelHandler, ChannelState, Message, ReplyRef, Status};
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, Mutex};
+
+/// A channel of a socket (opaque, reference counted). Each `phx_socket_channel` returns a new
+/// reference, each `phx_channel_free` releases one.
+pub struct phx_channel_t {
+    pub(crate) channel: Channel,
+    pub(crate) hub: Arc<ChannelHub>,
+    pub(crate) core: Arc<SocketCore>,
+}
+
+/// The caller's registration for one channel instance.
+pub(crate) struct ChannelHub {
+    pub(crate) topic: Arc<str>,
+    slot: Mutex<HubSlot>,
+}
+
+struct HubSlot {
+    user: Option<Arc<ChannelRegistration>>,
+    /// The engine released the channel: no callback will run again.
+    retired: bool,
+}
+
+impl ChannelHub {
+    fn current(&self) -> Option<Arc<ChannelRegistration>> {
+        lock(&self.slot).user.clone()
+    }
+}
+
+/// The engine-side handler of a channel instance.
+struct ChannelTap {
+    hub: Arc<ChannelHub>,
+    core: Arc<SocketCore>,
+}
+
+impl ChannelHandler for ChannelTap {
+    fn on_message(&self, message: &Message<'_>) {
+        if self.core.is_closed() {
+            return;
+        }
+        if let Some(queue) = self.core.events.get() {
+            queue.push_message(message);
+        }
+        if let Some(user) = self.hub.current() {
+            user.on_message(message);
+        }
+    }
+
+    fn on_state(&self, state: ChannelState) {
+        if self.core.is_closed() {
+            return;
+        }
+        if let Some(queue) = self.core.events.get() {
+            queue.push_channel_state(&self.hub.topic, state);
+        }
+        if let Some(user) = self.hub.current() {
+            user.on_state(state);
+        }
+    }
+
+    fn on_rejoin(&self, status: Status, reply: Option<ReplyRef<'_>>) {
+        if self.core.is_closed() {
+            return;
+        }
+        if let Some(queue) = self.core.events.get() {
+            let code = phx_status_t::from(status) as u32;
+            queue.push_rejoin(&self.hub.topic, code, reply.as_ref());
+        }
+        if let Some(user) = self.hub.current() {
+            user.on_rejoin(status, reply);
+        }
+    }
+}
+
+impl Drop for ChannelTap {
+    fn drop(&mut self) {
+        super::util::contain(|| {
+            let user = {
+                let mut slot = lock(&self.hub.slot);
+                slot.retired = true;
+                slot.user.take()
+            };
+            drop(user);
+            let entry = {
+                let mut channels = lock(&self.core.channels);
+                match channels.get(&*self.hub.topic) {
+                    Some(c) if Arc::ptr_eq(&c.hub, &self.hub) => channels.remove(&*self.hub.topic),
+                    _ => None,
+                }
+            };
+            drop(entry);
+        });
+    }
+}
+
+/// Borrows a channel handle whose socket is still alive (`PHX_ERR_CLOSED` once it is freed).
+pub(crate) unsafe fn live<'a>(c: *const phx_channel_t) -> FfiResult<&'a phx_channel_t> {
+    let c = handle_ref(c)?;
+    if c.core.is_closed() {
+        return Err(phx_status_t::PHX_ERR_CLOSED);
+    }
+    Ok(c)
+}
+
+// ---- operations shared by the callback, tagged and blocking forms ----------------------------
+
+pub(crate) fn join_op(
+    c: &phx_channel_t,
+    payload: Option<&str>,
+    timeout_ms: u64,
+    target: Completion,
+) -> FfiResult {
+    let body = Body::Json(payload.unwrap_or("{}").to_owned());
+    submit(target, |on_reply| {
+        c.channel.join(body, op_timeout(timeout_ms), on_reply)
+    })
+    .map_err(phx_status_t::from)
+}
+
+pub(crate) fn push_op(
+    c: &phx_channel_t,
+    event: &str,
+    body: Body,
+    timeout_ms: u64,
+    target: Completion,
+) -> FfiResult {
+    submit(target, |on_reply| {
+        c.channel
+            .push(event, body, op_timeout(timeout_ms), on_reply)
+    })
+    .map_err(phx_status_t::from)
+}
+
+pub(crate) fn leave_op(c: &phx_channel_t, timeout_ms: u64, target: Completion) -> FfiResult {
+    submit(target, |on_reply| {
+        c.channel.leave(op_timeout(timeout_ms), on_reply)
+    })
+    .map_err(phx_status_t::from)
+}
+
+// ---- handles ------------------------------------------------------------------------------------
+
+/// Writes to `*out` a handle to the channel of socket `s` for `topic`: the same channel while
+/// it is not closed after a join or leave, a fresh one after that (so a refused or left
+/// channel can be joined again through a new handle).
+///
+/// - `topic`: NUL-terminated UTF-8, borrowed for the call.
+/// - `out`: on `PHX_OK`, a new reference owned by the caller, released with
+///   `phx_channel_free`. Two calls returning the same channel return the same pointer (each a
+///   reference of its own). The handle stays valid after the socket is freed (its operations
+///   then return `PHX_ERR_CLOSED`). Written only on `PHX_OK`.
+///
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or invalid UTF-8. Any thread,
+/// callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_socket_channel(
+    s: *mut phx_socket_t,
+    topic: *const c_char,
+    out: *mut *mut phx_channel_t,
+) -> phx_status_t {
+    guard(|| {
+        let s = handle_ref(s)?;
+        let out = out_ptr(out)?;
+        let topic = c_str(topic)?;
+        let core = &s.core;
+        let mut channels = lock(&core.channels);
+        let channel = s.socket.channel(topic);
+        if let Some(existing) = channels.get(topic) {
+            if existing.channel.same_as(&channel) {
+                write_out(out, arc_into_raw(existing.clone()));
+                return Ok(());
+            }
+        }
+        let hub = Arc::new(ChannelHub {
+            topic: topic.into(),
+            slot: Mutex::new(HubSlot {
+                user: None,
+                retired: false,
+            }),
+        });
+        // Installed before the handle is returned, so the handler sees every event.
+        channel.set_handler(Some(Arc::new(ChannelTap {
+            hub: hub.clone(),
+            core: core.clone(),
+        })));
+        let handle = Arc::new(phx_channel_t {
+            channel,
+            hub,
+            core: core.clone(),
+        });
+        let replaced = channels.insert(topic.into(), handle.clone());
+        drop(channels);
+        drop(replaced);
+        write_out(out, arc_into_raw(handle));
+        Ok(())
+    })
+}
+
+/// Releases one reference to a channel handle. NULL is a no-op. Releasing the last reference
+/// neither leaves the channel nor removes its callbacks: they stay until the channel closes
+/// or the socket is freed. Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_free(c: *mut phx_channel_t) {
+    guard_or((), || drop(arc_from_raw(c.cast_const())))
+}
+
+/// Writes the state of channel `c` (a `PHX_CHANNEL_*` value) to `*out_state`; after the
+/// socket is freed that is `PHX_CHANNEL_CLOSED`. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL
+/// arguments; `*out_state` is written only on `PHX_OK`. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_state(
+    c: *const phx_channel_t,
+    out_state: *mut u32,
+) -> phx_status_t {
+    guard(|| {
+        let c = handle_ref(c)?;
+        let out = out_ptr(out_state)?;
+        let state = if c.core.is_closed() {
+            ChannelState::Closed
+        } else {
+            c.channel.state()
+        };
+        write_out(out, channel_state(state));
+        Ok(())
+    })
+}
+
+/// Installs the callbacks of channel `c`, replacing any installed before (`h` NULL: removes
+/// them; `user_data` and `free_user_data` are then ignored).
+///
+/// - `h`: copied; borrowed for the call only.
+/// - `free_user_data` (nullable): called exactly once with `user_data`, after the last call of
+///   these callbacks: when they are replaced or removed, when the channel closes for good
+///   (after its `PHX_CHANNEL_CLOSED` state callback), or when the socket is freed.
+///
+/// Callbacks run on libphx's threads, one at a time per socket, never while an internal lock
+/// is held, and may call any libphx function (blocking ones return `PHX_ERR_WRONG_THREAD`).
+///
+/// Ownership: on `PHX_OK` the channel owns `user_data`; on an error nothing is consumed.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL channel, `PHX_ERR_CLOSED` if the channel has
+/// closed for good or its socket was freed (take a fresh handle with `phx_socket_channel`).
+/// Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_set_handler(
+    c: *mut phx_channel_t,
+    h: *const phx_channel_handler_t,
+    user_data: *mut c_void,
+    free_user_data: phx_free_fn,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let h = h.as_ref().copied();
+        let old = {
+            let mut slot = lock(&c.hub.slot);
+            if slot.retired {
+                return Err(phx_status_t::PHX_ERR_CLOSED);
+            }
+            let registration =
+                h.map(|h| Arc::new(ChannelRegistration::new(h, user_data, free_user_data)));
+            std::mem::replace(&mut slot.user, registration)
+        };
+        drop(old);
+        Ok(())
+    })
+}
+
+/// Joins channel `c` (one join per channel instance).
+///
+/// - `payload_json`: NUL-terminated JSON text, borrowed for the call; NULL means `{}`. The
+///   payload is kept for automatic rejoins.
+/// - `timeout_ms`: 0 for the socket's default (10 s).
+/// - `cb` (nullable) and `user_data`: the completion, called exactly once on a library thread
+///   with the result of the first attempt if this function returns `PHX_OK`, never if it
+///   returns an error. Later automatic rejoins report through `on_rejoin` / `PHX_EVENT_REJOIN`.
+///
+/// Ownership: the payload is copied; `user_data` stays the caller's (libphx only hands it to
+/// `cb`, so release it there, or after an error return). Nothing is returned to free.
+///
+/// Returns `PHX_OK` when the join was started; `PHX_ERR_INVALID_ARGUMENT` for a NULL channel,
+/// invalid UTF-8 or invalid JSON; `PHX_ERR_STATE` for a second join; `PHX_ERR_CLOSED` if the
+/// socket was freed. Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_join(
+    c: *mut phx_channel_t,
+    payload_json: *const c_char,
+    timeout_ms: u64,
+    cb: phx_reply_cb,
+    user_data: *mut c_void,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let payload = opt_c_str(payload_json)?;
+        join_op(
+            c,
+            payload,
+            timeout_ms,
+            Completion::Callback(cb, UserData(user_data)),
+        )
+    })
+}
+
+/// Pushes `event` with a JSON payload on channel `c`: sent at once when joined, buffered
+/// while joining or errored (sent in order once joined).
+///
+/// - `event`, `payload_json`: NUL-terminated UTF-8, borrowed for the call (both required,
+///   both copied).
+/// - `timeout_ms`: 0 for the socket's default (10 s), counted from this call.
+/// - `cb` (nullable), `user_data`: the completion, as for `phx_channel_join`.
+///
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments, invalid UTF-8 or invalid JSON;
+/// `PHX_ERR_STATE` before `phx_channel_join` or on a closed or leaving channel;
+/// `PHX_ERR_CLOSED` if the socket was freed. Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_push(
+    c: *mut phx_channel_t,
+    event: *const c_char,
+    payload_json: *const c_char,
+    timeout_ms: u64,
+    cb: phx_reply_cb,
+    user_data: *mut c_void,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let event = c_str(event)?;
+        let body = Body::Json(c_str(payload_json)?.to_owned());
+        let target = Completion::Callback(cb, UserData(user_data));
+        push_op(c, event, body, timeout_ms, target)
+    })
+}
+
+/// Pushes `event` with a binary payload on channel `c` (a binary frame); like
+/// `phx_channel_push` otherwise.
+///
+/// - `data`, `len`: the bytes, copied; `(NULL, 0)` is an empty payload, `(NULL, len > 0)` an
+///   invalid argument.
+///
+/// Returns `PHX_ERR_INVALID_ARGUMENT` also when the topic or `event` is longer than 255 bytes
+/// (the binary frame format's limit). Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_push_binary(
+    c: *mut phx_channel_t,
+    event: *const c_char,
+    data: *const u8,
+    len: usize,
+    timeout_ms: u64,
+    cb: phx_reply_cb,
+    user_data: *mut c_void,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let event = c_str(event)?;
+        let body = Body::Binary(c_slice(data, len)?.to_vec());
+        let target = Completion::Callback(cb, UserData(user_data));
+        push_op(c, event, body, timeout_ms, target)
+    })
+}
+
+/// Leaves channel `c`: sends `phx_leave` and waits for the reply at most `timeout_ms` (0: the
+/// socket's leave timeout, 5 s); the channel is closed either way. A join still pending
+/// completes with `PHX_ERR_LEFT_BEFORE_JOIN`, buffered pushes with `PHX_ERR_CLOSED`.
+///
+/// `cb` (nullable), `user_data`: the completion, as for `phx_channel_join` (`PHX_OK` with a
+/// NULL reply when there was nothing to tell the server). Returns `PHX_ERR_STATE` if the
+/// channel is already leaving, `PHX_ERR_CLOSED` if the socket was freed,
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_leave(
+    c: *mut phx_channel_t,
+    timeout_ms: u64,
+    cb: phx_reply_cb,
+    user_data: *mut c_void,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        leave_op(c, timeout_ms, Completion::Callback(cb, UserData(user_data)))
+    })
+}
+
+// ---- tagged forms ---------------------------------------------------------------------------------
+
+/// The completion that reports into the socket's event queue.
+fn tagged(c: &phx_channel_t, tag: u64) -> FfiResult<Completion> {
+    Ok(Completion::Queue {
+        queue: queue_of_core(&c.core)?,
+        tag,
+        topic: c.hub.topic.clone(),
+    })
+}
+
+/// `phx_channel_join` completing into the socket's event queue: the outcome arrives as a
+/// `PHX_EVENT_REPLY` carrying `tag` (exactly once if this returns `PHX_OK`, never otherwise).
+/// Returns `PHX_ERR_STATE` also when events are not enabled on the socket. Any thread,
+/// callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_join_tagged(
+    c: *mut phx_channel_t,
+    payload_json: *const c_char,
+    timeout_ms: u64,
+    tag: u64,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let payload = opt_c_str(payload_json)?;
+        join_op(c, payload, timeout_ms, tagged(c, tag)?)
+    })
+}
+
+/// `phx_channel_push` completing into the socket's event queue as a `PHX_EVENT_REPLY`
+/// carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_push_tagged(
+    c: *mut phx_channel_t,
+    event: *const c_char,
+    payload_json: *const c_char,
+    timeout_ms: u64,
+    tag: u64,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let event = c_str(event)?;
+        let body = Body::Json(c_str(payload_json)?.to_owned());
+        push_op(c, event, body, timeout_ms, tagged(c, tag)?)
+    })
+}
+
+/// `phx_channel_push_binary` completing into the socket's event queue as a
+/// `PHX_EVENT_REPLY` carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks
+/// included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_push_binary_tagged(
+    c: *mut phx_channel_t,
+    event: *const c_char,
+    data: *const u8,
+    len: usize,
+    timeout_ms: u64,
+    tag: u64,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        let event = c_str(event)?;
+        let body = Body::Binary(c_slice(data, len)?.to_vec());
+        push_op(c, event, body, timeout_ms, tagged(c, tag)?)
+    })
+}
+
+/// `phx_channel_leave` completing into the socket's event queue as a `PHX_EVENT_REPLY`
+/// carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_leave_tagged(
+    c: *mut phx_channel_t,
+    timeout_ms: u64,
+    tag: u64,
+) -> phx_status_t {
+    guard(|| {
+        let c = live(c)?;
+        leave_op(c, timeout_ms, tagged(c, tag)?)
+    })
+}

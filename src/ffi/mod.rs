@@ -1,0 +1,67 @@
+//! The C surface declared in `include/phx.h` (generated from this module by cbindgen; see
+//! `docs/c-api.md` for the design).
+//!
+//! Rules every entry point follows:
+//! - it runs behind a panic boundary ([`util::guard`]): a panic becomes `PHX_ERR_INTERNAL`
+//!   (or a safe default for functions without a status), never an unwind into C;
+//! - every pointer is checked, every C string validated as UTF-8, and out-parameters are
+//!   written only on `PHX_OK`;
+//! - ownership is carried by Rust types: sockets and options are `Box`es, channel handles are
+//!   `Arc`s (one reference per handle returned), events and responses are boxes freed by their
+//!   own free function;
+//! - user code (callbacks, `free_user_data`) is never called with a lock of ours held.
+//!
+//! The contract of each function (ownership, lifetimes, threads) is stated in its doc comment,
+//! which cbindgen copies into the header.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
+
+// Declared in the order the header presents them (cbindgen follows it).
+
+/// Status codes.
+mod status;
+
+/// Enumerations and the plain values handed to callbacks.
+mod types;
+
+/// Socket options.
+mod options;
+
+/// Sockets.
+mod socket;
+
+/// Channels and their operations.
+mod channel;
+
+/// Blocking conveniences.
+mod blocking;
+
+/// The owned event queue.
+mod events;
+
+/// Callback registrations and completions.
+mod callbacks;
+
+/// Panic boundary, pointer checks, handle conversions.
+mod util;
+
+pub use blocking::*;
+pub use callbacks::{
+    phx_channel_handler_t, phx_free_fn, phx_reply_cb, phx_socket_handler_t, phx_wake_fn,
+};
+pub use channel::*;
+pub use events::*;
+pub use options::*;
+pub use socket::*;
+pub use status::*;
+pub use types::*;
+
+use std::ffi::c_char;
+
+/// The library's version, `"MAJOR.MINOR.PATCH"` (the same as the `PHX_VERSION_*` macros of
+/// the header it was built with). Static text: never NULL, never to be freed. Any thread.
+#[no_mangle]
+pub extern "C" fn phx_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

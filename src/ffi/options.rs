@@ -1,0 +1,213 @@
+//! `phx_options_t`: socket settings collected before `phx_socket_new`, which copies them.
+
+use super::status::phx_status_t;
+use super::util::{box_from_raw, box_into_raw, c_slice, c_str, guard, guard_or, millis, FfiResult};
+use crate::engine::Config;
+use std::ffi::c_char;
+use std::time::Duration;
+
+/// Socket options (opaque). Created by `phx_options_new`, freed by `phx_options_free`;
+/// `phx_socket_new` copies them, so they may be freed or reused right after.
+#[derive(Default)]
+pub struct phx_options_t {
+    params: Option<Vec<(String, String)>>,
+    heartbeat: Option<Duration>,
+    reconnect: Option<Vec<Duration>>,
+    rejoin: Option<Vec<Duration>>,
+    timeout: Option<Duration>,
+    leave_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+}
+
+impl phx_options_t {
+    /// Applies the options that were set to `config`.
+    pub(crate) fn apply(&self, config: &mut Config) {
+        if let Some(p) = &self.params {
+            config.params = p.clone();
+        }
+        if let Some(d) = self.heartbeat {
+            config.heartbeat_interval = d;
+        }
+        if let Some(s) = &self.reconnect {
+            config.reconnect_schedule = s.clone();
+        }
+        if let Some(s) = &self.rejoin {
+            config.rejoin_schedule = s.clone();
+        }
+        if let Some(d) = self.timeout {
+            config.default_timeout = d;
+        }
+        if let Some(d) = self.leave_timeout {
+            config.leave_timeout = d;
+        }
+        if let Some(d) = self.connect_timeout {
+            config.connect_timeout = d;
+        }
+    }
+}
+
+const INVALID: phx_status_t = phx_status_t::PHX_ERR_INVALID_ARGUMENT;
+
+/// Parses the connect params: a JSON object whose values are strings, numbers or booleans.
+fn parse_params(json: &str) -> FfiResult<Vec<(String, String)>> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|_| INVALID)?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(INVALID);
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return Err(INVALID),
+            };
+            Ok((k, v))
+        })
+        .collect()
+}
+
+/// A positive duration in milliseconds.
+fn positive(ms: u64) -> FfiResult<Duration> {
+    if ms == 0 {
+        Err(INVALID)
+    } else {
+        Ok(millis(ms))
+    }
+}
+
+/// A schedule: at least one delay, each in milliseconds (0 allowed: no delay).
+unsafe fn schedule(delays: *const u64, n: usize) -> FfiResult<Vec<Duration>> {
+    let delays = c_slice(delays, n)?;
+    if delays.is_empty() {
+        return Err(INVALID);
+    }
+    Ok(delays.iter().map(|&ms| millis(ms)).collect())
+}
+
+/// Runs `f` on the options behind `o`.
+unsafe fn with_options(
+    o: *mut phx_options_t,
+    f: impl FnOnce(&mut phx_options_t) -> FfiResult,
+) -> phx_status_t {
+    guard(|| f(o.as_mut().ok_or(INVALID)?))
+}
+
+/// Creates an options object holding the defaults (heartbeat 30 s, reconnect 1, 2, 4, 8, 16,
+/// 30 s, rejoin 1, 2, 5, 10 s, join/push timeout 10 s, leave timeout 5 s, connect timeout
+/// 10 s, no params). The caller owns it and frees it with `phx_options_free`. Returns NULL only
+/// if an internal error occurred. Any thread.
+#[no_mangle]
+pub extern "C" fn phx_options_new() -> *mut phx_options_t {
+    guard_or(std::ptr::null_mut(), || {
+        box_into_raw(phx_options_t::default())
+    })
+}
+
+/// Frees an options object. NULL is a no-op. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_free(opts: *mut phx_options_t) {
+    guard_or((), || drop(box_from_raw(opts)))
+}
+
+/// Sets the connect params, sent URL-encoded in the query string beside `vsn=2.0.0`,
+/// replacing any set before. `json_object` (NUL-terminated UTF-8, borrowed for the call) is a
+/// JSON object whose values are strings, numbers or booleans, e.g. `{"token":"t"}`.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, invalid JSON, a non-object or
+/// another value type; the options are unchanged then. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_params_json(
+    o: *mut phx_options_t,
+    json_object: *const c_char,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.params = Some(parse_params(c_str(json_object)?)?);
+        Ok(())
+    })
+}
+
+/// Sets the heartbeat period in milliseconds (> 0; default 30000). A heartbeat still
+/// unanswered when the next is due closes the connection, which then reconnects. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Values above about 10 years are clamped. Any
+/// thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_heartbeat_ms(
+    o: *mut phx_options_t,
+    ms: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.heartbeat = Some(positive(ms)?);
+        Ok(())
+    })
+}
+
+/// Sets the delays before reconnect attempts 1, 2, ... in milliseconds; the last one repeats.
+/// `delays` (borrowed for the call) holds `n >= 1` values. Returns `PHX_ERR_INVALID_ARGUMENT`
+/// for a NULL options object, `n == 0`, or `delays` NULL with `n > 0`. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_reconnect_schedule_ms(
+    o: *mut phx_options_t,
+    delays: *const u64,
+    n: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.reconnect = Some(schedule(delays, n)?);
+        Ok(())
+    })
+}
+
+/// Sets the delays before rejoin attempts of an errored channel while the socket stays
+/// connected, in milliseconds; the last one repeats. Same rules as
+/// `phx_options_set_reconnect_schedule_ms`. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_rejoin_schedule_ms(
+    o: *mut phx_options_t,
+    delays: *const u64,
+    n: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.rejoin = Some(schedule(delays, n)?);
+        Ok(())
+    })
+}
+
+/// Sets the default join and push timeout in milliseconds (> 0; default 10000), used when an
+/// operation is given a timeout of 0. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any
+/// thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_timeout_ms(
+    o: *mut phx_options_t,
+    ms: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.timeout = Some(positive(ms)?);
+        Ok(())
+    })
+}
+
+/// Sets how long a leave waits for the server's reply by default, in milliseconds (> 0;
+/// default 5000). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_leave_timeout_ms(
+    o: *mut phx_options_t,
+    ms: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.leave_timeout = Some(positive(ms)?);
+        Ok(())
+    })
+}
+
+/// Sets how long one connection attempt (TCP and WebSocket upgrade) may take, in
+/// milliseconds (> 0; default 10000); also the default wait of `phx_socket_connect_wait`.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_connect_timeout_ms(
+    o: *mut phx_options_t,
+    ms: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.connect_timeout = Some(positive(ms)?);
+        Ok(())
+    })
+}

@@ -1,0 +1,313 @@
+//! The plain values C reads: the enumerations (as `uint32_t` constants) and the borrowed
+//! views handed to callbacks (`phx_message_t`, `phx_reply_t`, `phx_reason_t`).
+
+#![allow(non_camel_case_types)]
+
+use super::util::{opt_ptr, with_scratch, StrPack};
+use crate::engine::{ChannelState, DisconnectReason, LogLevel, Message, ReplyRef, SocketState};
+use crate::protocol::Payload;
+use std::ffi::c_char;
+use std::fmt::Write as _;
+
+/// A socket's connection state (the `uint32_t state` of socket callbacks and events).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_socket_state_t {
+    /// Not connected and not trying to be (initial state, and after `phx_socket_disconnect`).
+    PHX_SOCKET_DISCONNECTED = 0,
+    /// The first connection attempt after `phx_socket_connect` is under way.
+    PHX_SOCKET_CONNECTING = 1,
+    /// The WebSocket is open.
+    PHX_SOCKET_CONNECTED = 2,
+    /// A connection the client did not close was lost; attempts follow the reconnect schedule.
+    PHX_SOCKET_RECONNECTING = 3,
+}
+
+/// A channel's state (the `uint32_t state` of channel callbacks and events).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_channel_state_t {
+    PHX_CHANNEL_CLOSED = 0,
+    PHX_CHANNEL_JOINING = 1,
+    PHX_CHANNEL_JOINED = 2,
+    PHX_CHANNEL_LEAVING = 3,
+    PHX_CHANNEL_ERRORED = 4,
+}
+
+/// What a payload holds.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_payload_kind_t {
+    /// JSON text (UTF-8), exactly as it stood in the frame.
+    PHX_PAYLOAD_JSON = 0,
+    /// Bytes of a binary frame.
+    PHX_PAYLOAD_BINARY = 1,
+}
+
+/// Why the last connection ended or the last attempt failed (`phx_reason_t.kind`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_reason_kind_t {
+    /// No connection has ended yet.
+    PHX_REASON_NONE = 0,
+    /// The server sent a close frame; `code` is its close code.
+    PHX_REASON_CLOSE_FRAME = 1,
+    /// The upgrade was refused; `code` is the HTTP status (403 for a rejected token).
+    PHX_REASON_HTTP_STATUS = 2,
+    /// No heartbeat reply arrived before the next heartbeat was due.
+    PHX_REASON_HEARTBEAT_TIMEOUT = 3,
+    /// The TCP connection failed or ended without a close frame.
+    PHX_REASON_IO = 4,
+    /// A connection attempt did not complete within the connect timeout.
+    PHX_REASON_CONNECT_TIMEOUT = 5,
+    /// The server sent something that is not a Phoenix frame, or the WebSocket layer failed.
+    PHX_REASON_PROTOCOL = 6,
+    /// The client closed it (`phx_socket_disconnect`).
+    PHX_REASON_CLIENT_CLOSED = 7,
+}
+
+/// Severity of a log line (`on_log`'s `level`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_log_level_t {
+    PHX_LOG_ERROR = 1,
+    PHX_LOG_WARN = 2,
+    PHX_LOG_INFO = 3,
+    PHX_LOG_DEBUG = 4,
+}
+
+/// What a `phx_event_t` reports (`phx_event_t.kind`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_event_kind_t {
+    /// A `*_tagged` operation completed.
+    PHX_EVENT_REPLY = 1,
+    /// A channel received an application message.
+    PHX_EVENT_MESSAGE = 2,
+    /// The socket's state changed.
+    PHX_EVENT_SOCKET_STATE = 3,
+    /// A channel's state changed.
+    PHX_EVENT_CHANNEL_STATE = 4,
+    /// An automatic rejoin of a channel completed.
+    PHX_EVENT_REJOIN = 5,
+    /// Events were dropped because the queue was full; `dropped` tells how many.
+    PHX_EVENT_OVERFLOW = 6,
+}
+
+/// Capacity of `phx_reason_t.text`, terminating NUL included.
+pub const PHX_REASON_TEXT_CAP: usize = 256;
+
+/// Why a connection ended: a plain value, entirely owned by whoever holds it (no pointers).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct phx_reason_t {
+    /// A `PHX_REASON_*` value.
+    pub kind: u32,
+    /// The close code (`PHX_REASON_CLOSE_FRAME`) or HTTP status (`PHX_REASON_HTTP_STATUS`);
+    /// 0 otherwise.
+    pub code: u32,
+    /// Length of `text` in bytes (NUL excluded).
+    pub text_len: usize,
+    /// A human-readable description, NUL-terminated UTF-8, cut at a character boundary to fit
+    /// (at most `PHX_REASON_TEXT_CAP - 1` bytes); empty for `PHX_REASON_NONE`.
+    pub text: [c_char; PHX_REASON_TEXT_CAP],
+}
+
+/// An application message a channel received. Every pointer is borrowed for the duration of
+/// the callback only. Strings are NUL-terminated UTF-8 and their lengths (NUL excluded) are
+/// given too; the payload is NOT NUL-terminated.
+#[repr(C)]
+pub struct phx_message_t {
+    pub topic: *const c_char,
+    pub topic_len: usize,
+    pub event: *const c_char,
+    pub event_len: usize,
+    /// NULL (length 0) when the frame carried none (a broadcast).
+    pub join_ref: *const c_char,
+    pub join_ref_len: usize,
+    /// NULL (length 0) when the frame carried none.
+    pub r#ref: *const c_char,
+    pub ref_len: usize,
+    /// A `PHX_PAYLOAD_*` value.
+    pub payload_kind: u32,
+    pub payload: *const u8,
+    pub payload_len: usize,
+}
+
+/// A server reply to a join, push or leave. Every pointer is borrowed for the duration of the
+/// callback only. `status` is NUL-terminated UTF-8 (`"ok"`, `"error"`, ...); the payload
+/// (the server's response) is NOT NUL-terminated.
+#[repr(C)]
+pub struct phx_reply_t {
+    pub status: *const c_char,
+    pub status_len: usize,
+    /// A `PHX_PAYLOAD_*` value.
+    pub payload_kind: u32,
+    pub payload: *const u8,
+    pub payload_len: usize,
+}
+
+// ---- conversions --------------------------------------------------------------------------------
+
+pub(crate) fn socket_state(s: SocketState) -> u32 {
+    use phx_socket_state_t::*;
+    (match s {
+        SocketState::Disconnected => PHX_SOCKET_DISCONNECTED,
+        SocketState::Connecting => PHX_SOCKET_CONNECTING,
+        SocketState::Connected => PHX_SOCKET_CONNECTED,
+        SocketState::Reconnecting => PHX_SOCKET_RECONNECTING,
+    }) as u32
+}
+
+pub(crate) fn channel_state(s: ChannelState) -> u32 {
+    use phx_channel_state_t::*;
+    (match s {
+        ChannelState::Closed => PHX_CHANNEL_CLOSED,
+        ChannelState::Joining => PHX_CHANNEL_JOINING,
+        ChannelState::Joined => PHX_CHANNEL_JOINED,
+        ChannelState::Leaving => PHX_CHANNEL_LEAVING,
+        ChannelState::Errored => PHX_CHANNEL_ERRORED,
+    }) as u32
+}
+
+pub(crate) fn log_level(l: LogLevel) -> u32 {
+    use phx_log_level_t::*;
+    (match l {
+        LogLevel::Error => PHX_LOG_ERROR,
+        LogLevel::Warn => PHX_LOG_WARN,
+        LogLevel::Info => PHX_LOG_INFO,
+        LogLevel::Debug => PHX_LOG_DEBUG,
+    }) as u32
+}
+
+/// `(kind, bytes)` of a payload.
+pub(crate) fn payload_parts<'a>(p: &Payload<'a>) -> (u32, &'a [u8]) {
+    match *p {
+        Payload::Json(text) => (phx_payload_kind_t::PHX_PAYLOAD_JSON as u32, text.as_bytes()),
+        Payload::Binary(bytes) => (phx_payload_kind_t::PHX_PAYLOAD_BINARY as u32, bytes),
+    }
+}
+
+/// Writes into a fixed buffer, cutting at a character boundary when it is full.
+struct FixedText<'a> {
+    buf: &'a mut [c_char; PHX_REASON_TEXT_CAP],
+    len: usize,
+}
+
+impl std::fmt::Write for FixedText<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = PHX_REASON_TEXT_CAP - 1 - self.len;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        for (i, b) in s.as_bytes()[..take].iter().enumerate() {
+            self.buf[self.len + i] = *b as c_char;
+        }
+        self.len += take;
+        Ok(())
+    }
+}
+
+impl phx_reason_t {
+    /// The reason for `PHX_REASON_NONE`.
+    pub(crate) fn none() -> Self {
+        phx_reason_t {
+            kind: phx_reason_kind_t::PHX_REASON_NONE as u32,
+            code: 0,
+            text_len: 0,
+            text: [0; PHX_REASON_TEXT_CAP],
+        }
+    }
+
+    /// The C view of an engine reason (no allocation).
+    pub(crate) fn from_engine(r: Option<&DisconnectReason>) -> Self {
+        use phx_reason_kind_t::*;
+        let mut out = Self::none();
+        let Some(r) = r else {
+            return out;
+        };
+        let (kind, code) = match r {
+            DisconnectReason::CloseFrame { code, .. } => (PHX_REASON_CLOSE_FRAME, u32::from(*code)),
+            DisconnectReason::HttpStatus(s) => (PHX_REASON_HTTP_STATUS, u32::from(*s)),
+            DisconnectReason::HeartbeatTimeout => (PHX_REASON_HEARTBEAT_TIMEOUT, 0),
+            DisconnectReason::Io(_) => (PHX_REASON_IO, 0),
+            DisconnectReason::ConnectTimeout => (PHX_REASON_CONNECT_TIMEOUT, 0),
+            DisconnectReason::Protocol(_) => (PHX_REASON_PROTOCOL, 0),
+            DisconnectReason::ClientClosed => (PHX_REASON_CLIENT_CLOSED, 0),
+        };
+        out.kind = kind as u32;
+        out.code = code;
+        let mut w = FixedText {
+            buf: &mut out.text,
+            len: 0,
+        };
+        let _ = write!(w, "{r}");
+        out.text_len = w.len;
+        out
+    }
+}
+
+/// Calls `f` with a `phx_message_t` viewing `m`; the strings are NUL-terminated copies in
+/// this thread's scratch buffer (no allocation once the buffer has grown).
+pub(crate) fn with_message<R>(m: &Message<'_>, f: impl FnOnce(&phx_message_t) -> R) -> R {
+    with_scratch(|buf| {
+        let mut pack = StrPack::new(buf);
+        let topic = pack.push(m.topic.as_bytes());
+        let event = pack.push(m.event.as_bytes());
+        let join_ref = pack.push_opt(m.join_ref);
+        let ref_ = pack.push_opt(m.ref_);
+        let buf = pack.finish();
+        let (join_ref, join_ref_len) = opt_ptr(join_ref, buf);
+        let (ref_ptr, ref_len) = opt_ptr(ref_, buf);
+        let (payload_kind, payload) = payload_parts(&m.payload);
+        let msg = phx_message_t {
+            topic: topic.ptr(buf),
+            topic_len: topic.len(),
+            event: event.ptr(buf),
+            event_len: event.len(),
+            join_ref,
+            join_ref_len,
+            r#ref: ref_ptr,
+            ref_len,
+            payload_kind,
+            payload: payload.as_ptr(),
+            payload_len: payload.len(),
+        };
+        f(&msg)
+    })
+}
+
+/// Calls `f` with a `phx_reply_t` viewing `r` (NULL for `None`), like [`with_message`].
+pub(crate) fn with_reply<R>(
+    r: Option<&ReplyRef<'_>>,
+    f: impl FnOnce(*const phx_reply_t) -> R,
+) -> R {
+    let Some(r) = r else {
+        return f(std::ptr::null());
+    };
+    with_scratch(|buf| {
+        let mut pack = StrPack::new(buf);
+        let status = pack.push(r.status.as_bytes());
+        let buf = pack.finish();
+        let (payload_kind, payload) = payload_parts(&r.response);
+        let reply = phx_reply_t {
+            status: status.ptr(buf),
+            status_len: status.len(),
+            payload_kind,
+            payload: payload.as_ptr(),
+            payload_len: payload.len(),
+        };
+        f(&reply)
+    })
+}
+
+/// Calls `f` with `text` NUL-terminated (for log lines).
+pub(crate) fn with_c_text<R>(text: &str, f: impl FnOnce(*const c_char) -> R) -> R {
+    with_scratch(|buf| {
+        let mut pack = StrPack::new(buf);
+        let t = pack.push(text.as_bytes());
+        let buf = pack.finish();
+        f(t.ptr(buf))
+    })
+}

@@ -1,0 +1,815 @@
+//! The C surface against phx-testserver: blocking calls, callbacks, owned events, tagged
+//! replies, re-entrancy and what phx_socket_free guarantees.
+
+mod ffi_common;
+
+use ffi_common::*;
+use phx::ffi::*;
+use std::ffi::c_void;
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+const JSON: u32 = phx_payload_kind_t::PHX_PAYLOAD_JSON as u32;
+const BINARY: u32 = phx_payload_kind_t::PHX_PAYLOAD_BINARY as u32;
+const CONNECTED: u32 = phx_socket_state_t::PHX_SOCKET_CONNECTED as u32;
+const JOINED: u32 = phx_channel_state_t::PHX_CHANNEL_JOINED as u32;
+
+unsafe fn response(r: *mut phx_response_t) -> (String, u32, Vec<u8>) {
+    let x = &*r;
+    let status = text(x.status).to_owned();
+    assert_eq!(status.len(), x.status_len);
+    assert_eq!(*x.payload.add(x.payload_len), 0, "NUL after the payload");
+    let out = (
+        status,
+        x.payload_kind,
+        bytes(x.payload, x.payload_len).to_vec(),
+    );
+    phx_response_free(r);
+    out
+}
+
+fn json(v: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(v).unwrap()
+}
+
+#[test]
+fn blocking_join_push_leave() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        let mut state = 9;
+        assert_eq!(phx_socket_state(s, &mut state), OK);
+        assert_eq!(state, CONNECTED);
+        assert_eq!(phx_socket_connect_wait(s, 0), OK, "already connected");
+
+        let ch = channel(s, "room:lobby");
+        let mut r = null_mut();
+        assert_eq!(
+            phx_channel_join_wait(ch, c(r#"{"echo":5}"#).as_ptr(), 0, &mut r),
+            OK
+        );
+        let (status, kind, body) = response(r);
+        assert_eq!((status.as_str(), kind), ("ok", JSON));
+        assert_eq!(
+            json(&body),
+            serde_json::json!({"joined": "room:lobby", "echo": 5})
+        );
+        assert_eq!(phx_channel_state(ch, &mut state), OK);
+        assert_eq!(state, JOINED);
+
+        let mut r = null_mut();
+        let payload = c(r#"{"a":[1,2,{"b":"c"}]}"#);
+        assert_eq!(
+            phx_channel_push_wait(ch, c("echo").as_ptr(), payload.as_ptr(), 0, &mut r),
+            OK
+        );
+        let (_, _, body) = response(r);
+        assert_eq!(body, payload.as_bytes());
+
+        // A reply error carries the server's response.
+        let mut r = null_mut();
+        let st = phx_channel_push_wait(ch, c("fail").as_ptr(), c("{}").as_ptr(), 0, &mut r);
+        assert_eq!(st, phx_status_t::PHX_ERR_REPLY);
+        let (status, _, body) = response(r);
+        assert_eq!(status, "error");
+        assert_eq!(json(&body), serde_json::json!({"reason": "nope"}));
+
+        // No reply: timeout; the response is not written.
+        let mut r = null_mut();
+        let st = phx_channel_push_wait(ch, c("noreply").as_ptr(), c("{}").as_ptr(), 100, &mut r);
+        assert_eq!(st, phx_status_t::PHX_ERR_TIMEOUT);
+        assert!(r.is_null());
+        // Without an out pointer the response is discarded.
+        assert_eq!(
+            phx_channel_push_wait(ch, c("echo").as_ptr(), c("{}").as_ptr(), 0, null_mut()),
+            OK
+        );
+
+        assert_eq!(phx_channel_leave_wait(ch, 0), OK);
+        assert_eq!(phx_channel_state(ch, &mut state), OK);
+        assert_eq!(state, phx_channel_state_t::PHX_CHANNEL_CLOSED as u32);
+        // A second join on this instance is a state error; a fresh handle joins again.
+        assert_eq!(
+            phx_channel_join_wait(ch, null(), 0, null_mut()),
+            phx_status_t::PHX_ERR_STATE
+        );
+        let fresh = channel(s, "room:lobby");
+        assert_ne!(fresh, ch);
+        assert_eq!(phx_channel_join_wait(fresh, null(), 0, null_mut()), OK);
+
+        // A refused join.
+        let private = channel(s, "room:private");
+        let mut r = null_mut();
+        assert_eq!(
+            phx_channel_join_wait(private, null(), 0, &mut r),
+            phx_status_t::PHX_ERR_REPLY
+        );
+        let (status, _, body) = response(r);
+        assert_eq!(status, "error");
+        assert_eq!(json(&body), serde_json::json!({"reason": "unauthorized"}));
+
+        phx_channel_free(private);
+        phx_channel_free(fresh);
+        phx_channel_free(ch);
+        phx_socket_free(s);
+    }
+}
+
+#[test]
+fn callbacks_receive_messages_replies_and_states() {
+    let server = Server::start();
+    unsafe {
+        let s = socket(&server.url);
+        let srec = record_socket(s);
+        assert_eq!(phx_socket_connect(s), OK);
+        assert!(srec.wait_for(
+            T,
+            |x| matches!(x, Seen::SocketState(st, _) if *st == CONNECTED)
+        ));
+
+        let ch = channel(s, "room:cb");
+        let crec = record_channel(ch);
+        let reply = Recorder::new();
+        assert_eq!(
+            phx_channel_join(ch, null(), 0, Some(on_reply_once), reply.user_data()),
+            OK
+        );
+        assert!(reply.wait_for(
+            T,
+            |x| matches!(x, Seen::Reply(0, Some((s, k, _))) if s == "ok" && *k == JSON)
+        ));
+        assert!(crec.wait_for(T, |x| *x == Seen::ChannelState(JOINED)));
+
+        // A broadcast reaches on_message with every field.
+        let reply = Recorder::new();
+        let payload = c(r#"{"body":"hi"}"#);
+        assert_eq!(
+            phx_channel_push(
+                ch,
+                c("new_msg").as_ptr(),
+                payload.as_ptr(),
+                0,
+                Some(on_reply_once),
+                reply.user_data()
+            ),
+            OK
+        );
+        assert!(reply.wait_for(T, |x| matches!(x, Seen::Reply(0, _))));
+        assert!(crec.wait_for(
+            T,
+            |x| matches!(x, Seen::Message { event, .. } if event == "new_msg")
+        ));
+        let msg = crec
+            .snapshot()
+            .into_iter()
+            .find(|x| matches!(x, Seen::Message { .. }))
+            .unwrap();
+        let Seen::Message {
+            topic,
+            join_ref,
+            ref_,
+            kind,
+            payload: body,
+            ..
+        } = msg
+        else {
+            unreachable!()
+        };
+        assert_eq!(topic, "room:cb");
+        assert_eq!((join_ref, ref_), (None, None), "a broadcast has no refs");
+        assert_eq!(kind, JSON);
+        assert_eq!(body, payload.as_bytes());
+
+        // A server push carries join_ref.
+        assert_eq!(
+            phx_channel_push(
+                ch,
+                c("push_me").as_ptr(),
+                c(r#"{"x":1}"#).as_ptr(),
+                0,
+                None,
+                null_mut()
+            ),
+            OK
+        );
+        assert!(crec.wait_for(
+            T,
+            |x| matches!(x, Seen::Message { event, join_ref: Some(_), .. } if event == "pushed")
+        ));
+
+        // Binary: a binary reply and a binary server push.
+        let data: Vec<u8> = (0..=255u8).chain([0, 0, 7]).collect();
+        let reply = Recorder::new();
+        assert_eq!(
+            phx_channel_push_binary(
+                ch,
+                c("echo").as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                0,
+                Some(on_reply_once),
+                reply.user_data()
+            ),
+            OK
+        );
+        assert!(
+            reply.wait_for(
+                T,
+                |x| matches!(x, Seen::Reply(0, Some((_, k, b))) if *k == BINARY && *b == data)
+            ),
+            "{:?}",
+            reply.snapshot()
+        );
+        let (ev, d) = (c("push_me"), data.as_ptr());
+        assert_eq!(
+            phx_channel_push_binary(ch, ev.as_ptr(), d, data.len(), 0, None, null_mut()),
+            OK
+        );
+        assert!(crec.wait_for(T, |x| matches!(x, Seen::Message { kind, payload, .. } if *kind == BINARY && *payload == data)));
+
+        // A reply error through the callback carries the response.
+        let reply = Recorder::new();
+        assert_eq!(
+            phx_channel_push(
+                ch,
+                c("fail").as_ptr(),
+                c("{}").as_ptr(),
+                0,
+                Some(on_reply_once),
+                reply.user_data()
+            ),
+            OK
+        );
+        let err = phx_status_t::PHX_ERR_REPLY as u32;
+        assert!(reply.wait_for(
+            T,
+            |x| matches!(x, Seen::Reply(s, Some((st, _, _))) if *s == err && st == "error")
+        ));
+
+        // The server closing the connection: reconnecting with the close code, then rejoin.
+        server.control(|c| c.close_all(4001));
+        assert!(srec.wait_for(T, |x| matches!(x,
+            Seen::SocketState(st, Some((k, 4001, _)))
+                if *st == phx_socket_state_t::PHX_SOCKET_RECONNECTING as u32
+                && *k == phx_reason_kind_t::PHX_REASON_CLOSE_FRAME as u32)));
+        assert!(crec.wait_for(
+            T,
+            |x| matches!(x, Seen::Rejoin(0, Some((s, _))) if s == "ok")
+        ));
+        let mut reason = std::mem::zeroed::<phx_reason_t>();
+        assert_eq!(phx_socket_last_reason(s, &mut reason), OK);
+        assert_eq!(
+            (reason.kind, reason.code),
+            (phx_reason_kind_t::PHX_REASON_CLOSE_FRAME as u32, 4001)
+        );
+        // The engine's log lines reach on_log.
+        let warn = phx_log_level_t::PHX_LOG_WARN as u32;
+        assert!(srec.wait_for(
+            T,
+            |x| matches!(x, Seen::Log(l, m) if *l == warn && m.contains("4001"))
+        ));
+
+        phx_channel_free(ch);
+        phx_socket_free(s);
+        assert_eq!(srec.frees.load(Ordering::SeqCst), 1);
+        assert_eq!(crec.frees.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[test]
+fn refused_upgrade_reports_the_http_status() {
+    let server = Server::start();
+    unsafe {
+        let opts = phx_options_new();
+        assert_eq!(
+            phx_options_set_params_json(opts, c(r#"{"token":"bad"}"#).as_ptr()),
+            OK
+        );
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(c(&server.url).as_ptr(), opts, &mut s), OK);
+        phx_options_free(opts);
+        assert_eq!(
+            phx_socket_connect_wait(s, 300),
+            phx_status_t::PHX_ERR_TIMEOUT
+        );
+        let mut reason = std::mem::zeroed::<phx_reason_t>();
+        assert_eq!(phx_socket_last_reason(s, &mut reason), OK);
+        assert_eq!(
+            (reason.kind, reason.code),
+            (phx_reason_kind_t::PHX_REASON_HTTP_STATUS as u32, 403)
+        );
+        assert!(text(reason.text.as_ptr()).contains("403"));
+        phx_socket_free(s);
+    }
+}
+
+#[test]
+fn events_tagged_replies_overflow_and_fd() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        let wake = Recorder::new();
+        assert_eq!(
+            phx_socket_events_enable(s, 8, Some(on_wake), wake.user_data(), Some(free_recorder)),
+            OK
+        );
+        let mut fd = -1;
+        assert_eq!(phx_socket_event_fd(s, &mut fd), OK);
+        assert!(!readable(fd));
+
+        let ch = channel(s, "room:events");
+        assert_eq!(
+            phx_channel_join_tagged(ch, c(r#"{"echo":"x"}"#).as_ptr(), 0, 42),
+            OK
+        );
+        let mut others = Vec::new();
+        let reply = next_matching(s, T, &mut others, |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32
+        })
+        .expect("the join's reply");
+        assert_eq!(reply.tag, 42);
+        assert_eq!(reply.status, 0);
+        assert_eq!(reply.topic.as_deref(), Some("room:events"));
+        assert_eq!(reply.reply_status.as_deref(), Some("ok"));
+        assert_eq!(
+            json(reply.payload.as_ref().unwrap()),
+            serde_json::json!({"echo": "x"})
+        );
+        assert!(others.iter().any(
+            |e| e.kind == phx_event_kind_t::PHX_EVENT_CHANNEL_STATE as u32
+                && e.state == JOINED
+                && e.topic.as_deref() == Some("room:events")
+        ));
+        assert!(wake.count(|x| *x == Seen::Wake) >= 2);
+
+        // Drain, then the fd is not readable.
+        let mut e = null_mut();
+        while phx_socket_try_event(s, &mut e) == OK {
+            take_event(e);
+        }
+        assert!(!readable(fd));
+
+        // A flood overflows the queue of 8: the loss is reported; the tagged reply is kept.
+        assert_eq!(
+            phx_channel_push_tagged(ch, c("flood").as_ptr(), c(r#"{"n":50}"#).as_ptr(), 0, 7),
+            OK
+        );
+        assert!(wait_until(T, || readable(fd)));
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got = Vec::new();
+        let mut e = null_mut();
+        while phx_socket_try_event(s, &mut e) == OK {
+            got.push(take_event(e));
+        }
+        assert!(!readable(fd));
+        let messages = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_MESSAGE as u32)
+            .count();
+        let overflow: Vec<&Ev> = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_OVERFLOW as u32)
+            .collect();
+        let replies: Vec<&Ev> = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32)
+            .collect();
+        assert_eq!(replies.len(), 1, "{got:?}");
+        assert_eq!(replies[0].tag, 7);
+        assert_eq!(
+            json(replies[0].payload.as_ref().unwrap()),
+            serde_json::json!({"sent": 50})
+        );
+        assert_eq!(overflow.len(), 1, "{got:?}");
+        assert_eq!(messages as u64 + overflow[0].dropped, 50, "{got:?}");
+        // Messages keep their order and fields.
+        let first = got
+            .iter()
+            .find(|e| e.kind == phx_event_kind_t::PHX_EVENT_MESSAGE as u32)
+            .unwrap();
+        assert_eq!(first.event.as_deref(), Some("flood_msg"));
+        assert_eq!(
+            json(first.payload.as_ref().unwrap()),
+            serde_json::json!({"i": 1})
+        );
+
+        // Room again: new events are queued.
+        assert_eq!(
+            phx_channel_push_binary_tagged(ch, c("echo").as_ptr(), [9u8, 8].as_ptr(), 2, 0, 8),
+            OK
+        );
+        let reply = next_matching(s, T, &mut Vec::new(), |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32
+        })
+        .unwrap();
+        assert_eq!((reply.tag, reply.payload_kind), (8, BINARY));
+        assert_eq!(reply.payload.as_deref(), Some(&[9u8, 8][..]));
+
+        // A tagged error and a tagged leave.
+        assert_eq!(
+            phx_channel_push_tagged(ch, c("fail").as_ptr(), c("{}").as_ptr(), 0, 9),
+            OK
+        );
+        let reply = next_matching(s, T, &mut Vec::new(), |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32
+        })
+        .unwrap();
+        assert_eq!(
+            (reply.tag, reply.status),
+            (9, phx_status_t::PHX_ERR_REPLY as u32)
+        );
+        assert_eq!(reply.reply_status.as_deref(), Some("error"));
+        assert_eq!(phx_channel_leave_tagged(ch, 0, 10), OK);
+        let reply = next_matching(s, T, &mut Vec::new(), |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32
+        })
+        .unwrap();
+        assert_eq!((reply.tag, reply.status), (10, 0));
+
+        phx_channel_free(ch);
+        phx_socket_free(s);
+        assert_eq!(wake.frees.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[test]
+fn replies_are_never_dropped() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        assert_eq!(phx_socket_events_enable(s, 1, None, null_mut(), None), OK);
+        let ch = channel(s, "echo:many");
+        assert_eq!(phx_channel_join_tagged(ch, null(), 0, 0), OK);
+        for tag in 1..=20 {
+            assert_eq!(
+                phx_channel_push_tagged(ch, c("e").as_ptr(), c("{}").as_ptr(), 0, tag),
+                OK
+            );
+        }
+        let mut tags = Vec::new();
+        let mut others = Vec::new();
+        while tags.len() < 21 {
+            let ev = next_matching(s, T, &mut others, |e| {
+                e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32
+            })
+            .expect("every reply arrives");
+            assert_eq!(ev.status, 0);
+            tags.push(ev.tag);
+        }
+        assert_eq!(tags, (0..=20).collect::<Vec<u64>>());
+        phx_channel_free(ch);
+        phx_socket_free(s);
+    }
+}
+
+// ---- re-entrancy -------------------------------------------------------------------------------
+
+struct Ctx {
+    socket: Mutex<usize>,
+    channel: Mutex<usize>,
+    results: Mutex<Vec<(&'static str, phx_status_t)>>,
+    calls: AtomicUsize,
+    freed: AtomicUsize,
+}
+
+unsafe extern "C" fn free_ctx(ud: *mut c_void) {
+    let ctx = Arc::from_raw(ud as *const Ctx);
+    ctx.freed.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn blocking_inside_state(ud: *mut c_void, state: u32, _r: *const phx_reason_t) {
+    let ctx = &*(ud as *const Ctx);
+    ctx.calls.fetch_add(1, Ordering::SeqCst);
+    if state != CONNECTED {
+        return;
+    }
+    let s = *ctx.socket.lock().unwrap() as *mut phx_socket_t;
+    let ch = *ctx.channel.lock().unwrap() as *mut phx_channel_t;
+    let mut res = ctx.results.lock().unwrap();
+    res.push(("connect_wait", phx_socket_connect_wait(s, 100)));
+    res.push((
+        "join_wait",
+        phx_channel_join_wait(ch, null(), 100, null_mut()),
+    ));
+    res.push((
+        "push_wait",
+        phx_channel_push_wait(ch, c("e").as_ptr(), c("{}").as_ptr(), 100, null_mut()),
+    ));
+    res.push(("leave_wait", phx_channel_leave_wait(ch, 100)));
+    let mut e = null_mut();
+    res.push(("next_event", phx_socket_next_event(s, 100, &mut e)));
+    // Non-blocking calls work inside callbacks.
+    res.push(("try_event", phx_socket_try_event(s, &mut e)));
+    res.push(("join", phx_channel_join(ch, null(), 0, None, null_mut())));
+}
+
+#[test]
+fn blocking_calls_inside_callbacks_return_wrong_thread() {
+    let server = Server::start();
+    unsafe {
+        let s = socket(&server.url);
+        assert_eq!(phx_socket_events_enable(s, 64, None, null_mut(), None), OK);
+        let ch = channel(s, "room:reentrant");
+        let ctx = Arc::new(Ctx {
+            socket: Mutex::new(s as usize),
+            channel: Mutex::new(ch as usize),
+            results: Mutex::new(Vec::new()),
+            calls: AtomicUsize::new(0),
+            freed: AtomicUsize::new(0),
+        });
+        let h = phx_socket_handler_t {
+            on_state: Some(blocking_inside_state),
+            on_log: None,
+        };
+        assert_eq!(
+            phx_socket_set_handler(
+                s,
+                &h,
+                Arc::into_raw(ctx.clone()) as *mut c_void,
+                Some(free_ctx)
+            ),
+            OK
+        );
+        assert_eq!(phx_socket_connect(s), OK);
+        assert!(wait_until(T, || ctx.results.lock().unwrap().len() == 7));
+        let wrong = phx_status_t::PHX_ERR_WRONG_THREAD;
+        let results = ctx.results.lock().unwrap().clone();
+        assert_eq!(
+            results,
+            vec![
+                ("connect_wait", wrong),
+                ("join_wait", wrong),
+                ("push_wait", wrong),
+                ("leave_wait", wrong),
+                ("next_event", wrong),
+                ("try_event", OK),
+                ("join", OK),
+            ]
+        );
+        // The join started from the callback completes.
+        let mut st = 0;
+        assert!(wait_until(T, || {
+            phx_channel_state(ch, &mut st);
+            st == JOINED
+        }));
+        phx_channel_free(ch);
+        phx_socket_free(s);
+        assert_eq!(ctx.freed.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// Frees the socket from inside its own state callback.
+unsafe extern "C" fn free_inside_state(ud: *mut c_void, state: u32, _r: *const phx_reason_t) {
+    let ctx = &*(ud as *const Ctx);
+    ctx.calls.fetch_add(1, Ordering::SeqCst);
+    if state == CONNECTED {
+        let mut s = ctx.socket.lock().unwrap();
+        if *s != 0 {
+            phx_socket_free(*s as *mut phx_socket_t);
+            *s = 0;
+            ctx.results.lock().unwrap().push(("freed", OK));
+        }
+    }
+}
+
+#[test]
+fn socket_free_inside_its_own_state_callback() {
+    let server = Server::start();
+    unsafe {
+        let s = socket(&server.url);
+        let ch = channel(s, "room:x");
+        assert_eq!(phx_channel_join(ch, null(), 0, None, null_mut()), OK);
+        let crec = record_channel(ch);
+        let pending = Recorder::new();
+        assert_eq!(
+            phx_channel_push(
+                ch,
+                c("noreply").as_ptr(),
+                c("{}").as_ptr(),
+                0,
+                Some(on_reply_once),
+                pending.user_data()
+            ),
+            OK
+        );
+        let ctx = Arc::new(Ctx {
+            socket: Mutex::new(s as usize),
+            channel: Mutex::new(0),
+            results: Mutex::new(Vec::new()),
+            calls: AtomicUsize::new(0),
+            freed: AtomicUsize::new(0),
+        });
+        let h = phx_socket_handler_t {
+            on_state: Some(free_inside_state),
+            on_log: None,
+        };
+        assert_eq!(
+            phx_socket_set_handler(
+                s,
+                &h,
+                Arc::into_raw(ctx.clone()) as *mut c_void,
+                Some(free_ctx)
+            ),
+            OK
+        );
+        assert_eq!(phx_socket_connect(s), OK);
+        assert!(wait_until(T, || !ctx.results.lock().unwrap().is_empty()));
+        // Right after the callback returned: handlers released, the pending push closed.
+        assert!(wait_until(T, || ctx.freed.load(Ordering::SeqCst) == 1));
+        assert!(wait_until(T, || crec.frees.load(Ordering::SeqCst) == 1));
+        let closed = phx_status_t::PHX_ERR_CLOSED as u32;
+        assert!(pending.wait_for(T, |x| *x == Seen::Reply(closed, None)));
+        let calls = ctx.calls.load(Ordering::SeqCst);
+        let channel_calls = crec.snapshot().len();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(ctx.calls.load(Ordering::SeqCst), calls);
+        assert_eq!(crec.snapshot().len(), channel_calls);
+        assert_eq!(ctx.freed.load(Ordering::SeqCst), 1);
+        assert_eq!(pending.count(|_| true), 1, "completed exactly once");
+        // The channel handle is still valid.
+        assert_eq!(
+            phx_channel_push(ch, c("e").as_ptr(), c("{}").as_ptr(), 0, None, null_mut()),
+            phx_status_t::PHX_ERR_CLOSED
+        );
+        phx_channel_free(ch);
+    }
+}
+
+#[test]
+fn no_callback_runs_after_socket_free_returns() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        let srec = record_socket(s);
+        let wake = Recorder::new();
+        assert_eq!(
+            phx_socket_events_enable(s, 4, Some(on_wake), wake.user_data(), Some(free_recorder)),
+            OK
+        );
+        let ch = joined(s, "room:busy");
+        let crec = record_channel(ch);
+        let pending = Recorder::new();
+        assert_eq!(
+            phx_channel_push(
+                ch,
+                c("noreply").as_ptr(),
+                c("{}").as_ptr(),
+                0,
+                Some(on_reply_once),
+                pending.user_data()
+            ),
+            OK
+        );
+        // Keep messages flowing while the socket is freed.
+        for _ in 0..20 {
+            assert_eq!(
+                phx_channel_push(
+                    ch,
+                    c("flood").as_ptr(),
+                    c(r#"{"n":200}"#).as_ptr(),
+                    0,
+                    None,
+                    null_mut()
+                ),
+                OK
+            );
+        }
+        assert!(crec.wait_for(T, |x| matches!(x, Seen::Message { .. })));
+        phx_socket_free(s);
+        // Everything was released and completed before phx_socket_free returned.
+        assert_eq!(srec.frees.load(Ordering::SeqCst), 1);
+        assert_eq!(crec.frees.load(Ordering::SeqCst), 1);
+        assert_eq!(wake.frees.load(Ordering::SeqCst), 1);
+        let closed = phx_status_t::PHX_ERR_CLOSED as u32;
+        assert_eq!(pending.snapshot(), vec![Seen::Reply(closed, None)]);
+        let counts = (
+            srec.snapshot().len(),
+            crec.snapshot().len(),
+            wake.snapshot().len(),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            counts,
+            (
+                srec.snapshot().len(),
+                crec.snapshot().len(),
+                wake.snapshot().len()
+            )
+        );
+        for r in [&srec, &crec, &wake, &pending] {
+            assert_eq!(Arc::strong_count(r), 1);
+        }
+        phx_channel_free(ch);
+    }
+}
+
+#[test]
+fn disconnect_fails_pending_operations_at_once() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        let ch = joined(s, "room:pending");
+        let pending = Recorder::new();
+        assert_eq!(
+            phx_channel_push(
+                ch,
+                c("noreply").as_ptr(),
+                c("{}").as_ptr(),
+                60_000,
+                Some(on_reply_once),
+                pending.user_data()
+            ),
+            OK
+        );
+        assert_eq!(phx_socket_disconnect(s), OK);
+        let closed = phx_status_t::PHX_ERR_CLOSED as u32;
+        assert!(pending.wait_for(Duration::from_secs(1), |x| *x == Seen::Reply(closed, None)));
+        let mut state = 9;
+        assert!(wait_until(T, || {
+            assert_eq!(phx_socket_state(s, &mut state), OK);
+            state == phx_socket_state_t::PHX_SOCKET_DISCONNECTED as u32
+        }));
+        let mut reason = std::mem::zeroed::<phx_reason_t>();
+        assert_eq!(phx_socket_last_reason(s, &mut reason), OK);
+        assert_eq!(
+            reason.kind,
+            phx_reason_kind_t::PHX_REASON_CLIENT_CLOSED as u32
+        );
+        // It connects again.
+        assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+        phx_channel_free(ch);
+        phx_socket_free(s);
+    }
+}
+
+static COMPLETIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn count_completion(ud: *mut c_void, _status: u32, _r: *const phx_reply_t) {
+    let n = &*(ud as *const AtomicUsize);
+    n.fetch_add(1, Ordering::SeqCst);
+    COMPLETIONS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Operations racing with phx_socket_free: every one accepted (`PHX_OK`) completes exactly
+/// once, every one refused never does.
+#[test]
+fn operations_racing_with_socket_free_complete_exactly_once() {
+    let server = Server::start();
+    for round in 0..20 {
+        unsafe {
+            let s = connected(&server.url);
+            let ch = joined(s, "echo:race");
+            let addr = ch as usize;
+            let pusher = std::thread::spawn(move || {
+                let ch = addr as *mut phx_channel_t;
+                let mut counters = Vec::new();
+                loop {
+                    let n = Box::into_raw(Box::new(AtomicUsize::new(0)));
+                    let st = phx_channel_push(
+                        ch,
+                        c("e").as_ptr(),
+                        c("{}").as_ptr(),
+                        0,
+                        Some(count_completion),
+                        n as *mut c_void,
+                    );
+                    counters.push((st, n as usize));
+                    if st == phx_status_t::PHX_ERR_CLOSED {
+                        return counters;
+                    }
+                    assert_eq!(st, OK);
+                }
+            });
+            std::thread::sleep(Duration::from_millis(5 + round % 7));
+            phx_socket_free(s);
+            let counters = pusher.join().unwrap();
+            // Completions of operations accepted just before the free may still be on their
+            // way (they race with it); each arrives exactly once.
+            let counters: Vec<(phx_status_t, Box<AtomicUsize>)> = counters
+                .into_iter()
+                .map(|(st, n)| (st, Box::from_raw(n as *mut AtomicUsize)))
+                .collect();
+            let expected = counters.iter().filter(|(st, _)| *st == OK).count();
+            let total = || {
+                counters
+                    .iter()
+                    .map(|(_, n)| n.load(Ordering::SeqCst))
+                    .sum::<usize>()
+            };
+            assert!(wait_until(T, || total() >= expected), "round {round}");
+            std::thread::sleep(Duration::from_millis(20));
+            for (st, n) in &counters {
+                let times = n.load(Ordering::SeqCst);
+                assert_eq!(
+                    times,
+                    usize::from(*st == OK),
+                    "round {round}: {st:?} completed {times} times"
+                );
+            }
+            phx_channel_free(ch);
+        }
+    }
+}
