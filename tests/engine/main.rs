@@ -2,5 +2,8 @@
 //! clock (in-memory streams), so timer behaviour is exact and nothing waits for real seconds.
 
 mod channel;
+mod faults;
+mod invariants;
+mod live;
 mod socket;
 mod support;

@@ -1,0 +1,106 @@
+//! Server faults seen through channels: restart on the same port, heartbeat blackhole, delay.
+
+use crate::support::*;
+use phx::engine::*;
+use serde_json::json as v;
+
+#[tokio::test(start_paused = true)]
+async fn server_restart_rejoins_every_channel_once_and_flushes_buffers_in_order() {
+    let world = World::new().await;
+    let (socket, mut sevents) = world.connected().await;
+    let topics = ["room:r1", "room:r2", "room:r3"];
+    let mut chans = Vec::new();
+    for t in topics {
+        let (ch, events) = channel(&socket, t);
+        join_ok(&ch).await;
+        chans.push((ch, events));
+    }
+    let controls = world.controls();
+    let restart = tokio::spawn(async move { controls.restart(secs(3)).await });
+    for (_, events) in &mut chans {
+        events.channel(ChannelState::Errored).await;
+    }
+    // Pushes made while the server is down wait for the rejoin, then go out in order.
+    let buffered: Vec<_> = (0..4)
+        .map(|i| push(&chans[0].0, "echo", &format!(r#"{{"i":{i}}}"#)))
+        .collect();
+    restart.await.unwrap().expect("server listens again");
+    sevents.socket(SocketState::Connected).await;
+    for (i, rx) in buffered.into_iter().enumerate() {
+        let d = done(rx).await;
+        assert_eq!((d.status, d.response()), (Status::Ok, v!({ "i": i })));
+    }
+    for (ch, events) in &mut chans {
+        let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
+        assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)), "{ev:?}");
+        assert_eq!(ch.state(), ChannelState::Joined);
+    }
+    tokio::time::sleep(secs(30)).await;
+    // The restarted server counts from zero: exactly one join per channel, none doubled.
+    let stats = world.controls().stats();
+    for t in topics {
+        assert_eq!(
+            stats.joins.get(t),
+            Some(&1),
+            "{t} joined once after the restart"
+        );
+        assert_eq!(stats.joined.get(t), Some(&1));
+    }
+    let order: Vec<i64> = world
+        .frames_with_event("echo")
+        .iter()
+        .map(|f| f[4]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, vec![0, 1, 2, 3]);
+    assert_settled(&socket, 3).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_blackhole_reconnects_then_rejoins() {
+    let world = World::new().await;
+    let (socket, mut sevents) = world.connected().await;
+    let (ch, mut events) = channel(&socket, "room:lobby");
+    join_ok(&ch).await;
+    world.controls().set_blackhole(true);
+    let (_, ev) = sevents
+        .until(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _)))
+        .await;
+    assert_eq!(
+        ev,
+        Ev::Socket(
+            SocketState::Reconnecting,
+            Some(DisconnectReason::HeartbeatTimeout)
+        )
+    );
+    events.channel(ChannelState::Errored).await;
+    world.controls().set_blackhole(false);
+    let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
+    assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)));
+    assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
+    assert_eq!(
+        world.controls().stats().connections,
+        1,
+        "the dead connection was closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_server_within_timeouts_still_works() {
+    let world = World::new().await;
+    let (socket, _events) = world.connected().await;
+    world.controls().set_delay(secs(4));
+    let ch = socket.channel("room:lobby");
+    let start = tokio::time::Instant::now();
+    let d = join_ok(&ch).await;
+    assert_eq!(d.at - start, secs(4));
+    let d = done(push(&ch, "echo", r#"{"slow":true}"#)).await;
+    assert_eq!((d.status, d.response()), (Status::Ok, v!({"slow": true})));
+    // Past the push timeout: timeout, and the late reply is ignored.
+    world.controls().set_delay(secs(11));
+    let d = done(push(&ch, "echo", "{}")).await;
+    assert_eq!(d.status, Status::Timeout);
+    tokio::time::sleep(secs(5)).await;
+    world.controls().set_delay(ms(0));
+    assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
+    assert_settled(&socket, 1).await;
+}
