@@ -1,0 +1,176 @@
+//! Frames from the server: routing by topic and join_ref, stale filtering, replies, messages.
+
+use super::*;
+
+impl Actor {
+    // ---- incoming frames --------------------------------------------------------------------
+
+    pub(super) fn frame(&mut self, msg: WsMessage) {
+        match msg {
+            WsMessage::Text(text) => match protocol::decode_text(text.as_str()) {
+                Ok(frame) => self.dispatch(frame),
+                Err(e) => self.log(LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
+            },
+            WsMessage::Binary(bytes) => match protocol::decode_binary_server(&bytes) {
+                Ok(frame) => self.dispatch(frame),
+                Err(e) => self.log(LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
+            },
+            WsMessage::Close(frame) => {
+                self.close_reason = Some(match frame {
+                    Some(f) => DisconnectReason::CloseFrame {
+                        code: f.code.into(),
+                        reason: f.reason.to_string(),
+                    },
+                    None => DisconnectReason::CloseFrame {
+                        code: 1005,
+                        reason: String::new(),
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn dispatch(&mut self, frame: Frame<'_>) {
+        let event = frame.event.as_ref();
+        if let Some(reply) = frame.reply() {
+            let Ok(reply) = reply else {
+                return self.log(LogLevel::Warn, "dropped malformed reply");
+            };
+            let reply = ReplyRef {
+                status: &reply.status,
+                response: reply.response,
+            };
+            return self.reply(&frame, reply);
+        }
+        let Some(id) = self.route(frame.topic.as_ref(), frame.join_ref.as_deref()) else {
+            return; // stale, or a topic we have no channel for
+        };
+        match event {
+            PHX_CLOSE => {
+                if frame.join_ref.is_some() {
+                    self.close_channel(id, Failure::of(Status::Closed));
+                }
+            }
+            PHX_ERROR => {
+                if frame.join_ref.is_some() {
+                    self.channel_crashed(id);
+                }
+            }
+            PHX_JOIN | PHX_LEAVE => {}
+            _ => self.deliver(id, &frame),
+        }
+    }
+
+    /// The channel a non-reply frame is for: the one whose current join_ref it carries, or for
+    /// a frame without join_ref (a broadcast) the topic's active channel.
+    pub(super) fn route(&self, topic: &str, join_ref: Option<&str>) -> Option<u64> {
+        let ids = self.by_topic.get(topic)?;
+        ids.iter().copied().find(|id| {
+            let ch = &self.channels[id];
+            match join_ref {
+                Some(jr) => ch.join_ref.is_some() && ch.join_ref_text == jr,
+                None => matches!(ch.state, ChannelState::Joined | ChannelState::Joining),
+            }
+        })
+    }
+
+    pub(super) fn reply(&mut self, frame: &Frame<'_>, reply: ReplyRef<'_>) {
+        let Some(r) = frame.ref_.as_deref().and_then(|r| r.parse::<u64>().ok()) else {
+            return;
+        };
+        if frame.topic == protocol::PHOENIX_TOPIC && self.heartbeat_pending == Some(r) {
+            self.heartbeat_pending = None;
+            return;
+        }
+        let Some(&what) = self.awaiting.get(&r) else {
+            return; // a reply nobody waits for (timed out, or stale)
+        };
+        let channel = match what {
+            Awaiting::Join(c) | Awaiting::Leave(c) => c,
+            Awaiting::Push(op) => self.pushes.get(&op).map_or(0, |p| p.channel),
+        };
+        // Stale filtering: a reply carrying another join cycle's join_ref is not ours.
+        let current = self
+            .channels
+            .get(&channel)
+            .map(|c| c.join_ref_text.as_str());
+        if let (Some(jr), Some(cur)) = (frame.join_ref.as_deref(), current) {
+            if jr != cur {
+                return;
+            }
+        }
+        self.awaiting.remove(&r);
+        match what {
+            Awaiting::Join(id) => self.join_replied(id, reply),
+            Awaiting::Push(op) => {
+                let status = if reply.status == "ok" {
+                    Status::Ok
+                } else {
+                    Status::ReplyError
+                };
+                self.finish_push(
+                    op,
+                    Failure {
+                        status,
+                        reply: Some(reply),
+                    },
+                );
+            }
+            Awaiting::Leave(id) => {
+                let status = if reply.status == "ok" {
+                    Status::Ok
+                } else {
+                    Status::ReplyError
+                };
+                self.finish_leave(
+                    id,
+                    Failure {
+                        status,
+                        reply: Some(reply),
+                    },
+                );
+            }
+        }
+    }
+
+    /// `phx_error`: the server-side channel died. Pushes in flight fail, a rejoin follows.
+    pub(super) fn channel_crashed(&mut self, id: u64) {
+        let state = self.channels.get(&id).map(|c| c.state);
+        match state {
+            Some(ChannelState::Joined) => {
+                self.fail_in_flight(id, Failure::of(Status::ChannelErrored));
+                self.clear_join_ref(id);
+                self.set_channel_state(id, ChannelState::Errored);
+                self.schedule_rejoin(id);
+            }
+            Some(ChannelState::Joining) => {
+                self.fail_in_flight(id, Failure::of(Status::ChannelErrored));
+                self.attempt_failed_for(id, Failure::of(Status::ChannelErrored), false);
+            }
+            Some(ChannelState::Leaving) => self.finish_leave(id, Failure::of(Status::Ok)),
+            _ => {}
+        }
+    }
+
+    pub(super) fn deliver(&mut self, id: u64, frame: &Frame<'_>) {
+        let Some(ch) = self.channels.get(&id) else {
+            return;
+        };
+        // Nothing is delivered once leave() was called or the channel failed.
+        if !matches!(ch.state, ChannelState::Joined | ChannelState::Joining) {
+            return;
+        }
+        let Some(handler) = ch.handler.clone() else {
+            return;
+        };
+        let message = Message {
+            join_ref: frame.join_ref.as_deref(),
+            ref_: frame.ref_.as_deref(),
+            topic: frame.topic.as_ref(),
+            event: frame.event.as_ref(),
+            payload: frame.payload,
+        };
+        call_user(|| handler.on_message(&message));
+    }
+}

@@ -1,0 +1,185 @@
+//! Opening, losing and re-opening the connection; the heartbeat; timer dispatch.
+
+use super::*;
+
+impl Actor {
+    // ---- connection lifecycle ---------------------------------------------------------------
+
+    pub(super) fn start_opening(&mut self) {
+        let connector = self.connector.clone();
+        let shared = self.shared.clone();
+        self.opening = Some(Box::pin(async move {
+            connection::open(&*connector, &shared.endpoint, &shared.config)
+                .await
+                .map(Box::new)
+        }));
+    }
+
+    pub(super) fn opened(&mut self, ws: Box<Ws>) {
+        if !self.wanted {
+            return;
+        }
+        self.conn = Some(Conn::new(*ws));
+        self.close_reason = None;
+        self.reconnect_attempts = 0;
+        self.heartbeat_pending = None;
+        let at = Instant::now() + self.config().heartbeat_interval;
+        self.heartbeat_timer = Some(self.timers.arm(at, Timer::Heartbeat));
+        self.set_state(SocketState::Connected, None);
+        // Joins waiting for the connection go out now; errored channels rejoin at once.
+        let ids: Vec<u64> = self.channels.keys().copied().collect();
+        for id in ids {
+            let Some(ch) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            match ch.state {
+                ChannelState::Joining if ch.join_ref.is_none() => self.send_join(id),
+                ChannelState::Errored => {
+                    self.timers.cancel(ch.rejoin_timer.take());
+                    let deadline = Instant::now() + self.shared.config.default_timeout;
+                    self.begin_attempt(id, deadline);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn attempt_failed(&mut self, reason: DisconnectReason) {
+        if !self.wanted {
+            return;
+        }
+        self.log(
+            LogLevel::Warn,
+            &format!("connection attempt failed: {reason}"),
+        );
+        *lock(&self.shared.last_reason) = Some(reason.clone());
+        self.schedule_reconnect(&reason);
+    }
+
+    pub(super) fn connection_lost(&mut self, reason: DisconnectReason) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if reason == DisconnectReason::HeartbeatTimeout {
+            conn.close_in_background(1000, "heartbeat timeout");
+        }
+        self.log(LogLevel::Warn, &format!("connection lost: {reason}"));
+        self.stop_heartbeat();
+        *lock(&self.shared.last_reason) = Some(reason.clone());
+        // Everything sent on that connection is lost with it.
+        let awaiting: Vec<(u64, Awaiting)> = self.awaiting.drain().collect();
+        for (_, what) in &awaiting {
+            if let Awaiting::Push(op) = *what {
+                self.finish_push(op, Failure::of(Status::Disconnected));
+            }
+        }
+        let ids: Vec<u64> = self.channels.keys().copied().collect();
+        for id in ids {
+            let Some(ch) = self.channels.get(&id) else {
+                continue;
+            };
+            match ch.state {
+                ChannelState::Joined => {
+                    self.clear_join_ref(id);
+                    self.set_channel_state(id, ChannelState::Errored);
+                }
+                ChannelState::Joining if ch.join_ref.is_some() => {
+                    self.attempt_failed_for(id, Failure::of(Status::Disconnected), false);
+                }
+                ChannelState::Leaving => self.finish_leave(id, Failure::of(Status::Disconnected)),
+                ChannelState::Errored => {
+                    let timer = self
+                        .channels
+                        .get_mut(&id)
+                        .and_then(|c| c.rejoin_timer.take());
+                    self.timers.cancel(timer);
+                }
+                _ => {}
+            }
+        }
+        if self.wanted {
+            self.schedule_reconnect(&reason);
+        }
+    }
+
+    pub(super) fn schedule_reconnect(&mut self, reason: &DisconnectReason) {
+        let delay =
+            Config::schedule_delay(&self.config().reconnect_schedule, self.reconnect_attempts);
+        self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
+        let at = Instant::now() + delay;
+        self.reconnect_timer = Some(self.timers.arm(at, Timer::Reconnect));
+        if self.state != SocketState::Reconnecting {
+            self.set_state(SocketState::Reconnecting, Some(reason));
+        }
+    }
+
+    pub(super) fn stop_heartbeat(&mut self) {
+        self.timers.cancel(self.heartbeat_timer.take());
+        self.heartbeat_pending = None;
+    }
+
+    // ---- timers -----------------------------------------------------------------------------
+
+    pub(super) fn timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Heartbeat => self.heartbeat(),
+            Timer::Reconnect => {
+                self.reconnect_timer = None;
+                if self.wanted && self.conn.is_none() && self.opening.is_none() {
+                    self.start_opening();
+                }
+            }
+            Timer::JoinTimeout(id) => {
+                if let Some(ch) = self.channels.get_mut(&id) {
+                    ch.join_timer = None;
+                    if ch.state == ChannelState::Joining {
+                        self.attempt_failed_for(id, Failure::of(Status::Timeout), true);
+                    }
+                }
+            }
+            Timer::PushTimeout(op) => {
+                if let Some(p) = self.pushes.get(&op) {
+                    if let Some(r) = p.sent_ref {
+                        self.awaiting.remove(&r);
+                    }
+                    self.finish_push(op, Failure::of(Status::Timeout));
+                }
+            }
+            Timer::LeaveTimeout(id) => {
+                if let Some((cb, _)) = self.channels.get_mut(&id).and_then(|c| c.leave.take()) {
+                    self.close_channel(id, Failure::of(Status::Closed));
+                    complete(cb, Failure::of(Status::Timeout));
+                }
+            }
+            Timer::Rejoin(id) => {
+                let Some(ch) = self.channels.get_mut(&id) else {
+                    return;
+                };
+                ch.rejoin_timer = None;
+                if ch.state == ChannelState::Errored && self.conn.is_some() {
+                    ch.rejoin_attempts = ch.rejoin_attempts.saturating_add(1);
+                    let deadline = Instant::now() + self.shared.config.default_timeout;
+                    self.begin_attempt(id, deadline);
+                }
+            }
+        }
+    }
+
+    pub(super) fn heartbeat(&mut self) {
+        self.heartbeat_timer = None;
+        if self.conn.is_none() {
+            return;
+        }
+        if self.heartbeat_pending.is_some() {
+            // The previous heartbeat was never answered: the connection is dead.
+            self.connection_lost(DisconnectReason::HeartbeatTimeout);
+            return;
+        }
+        let r = self.take_ref();
+        self.heartbeat_pending = Some(r);
+        let (topic, event) = (protocol::PHOENIX_TOPIC, protocol::HEARTBEAT);
+        send_text(&mut self.conn, None, Some(r), topic, event, "{}");
+        let at = Instant::now() + self.config().heartbeat_interval;
+        self.heartbeat_timer = Some(self.timers.arm(at, Timer::Heartbeat));
+    }
+}

@@ -1,0 +1,454 @@
+//! The socket's task: sole owner of the connection, the channels, the replies awaited, the push
+//! buffers and the timers. See the module documentation of `engine` for why.
+//!
+//! - `mod.rs`: the actor's state, its event loop and command dispatch, and reporting to handlers.
+//! - `lifecycle.rs`: opening, losing and re-opening the connection; heartbeat; timers.
+//! - `joins.rs`, `pushes.rs`, `closing.rs`: the channel operations and their completions.
+//! - `inbound.rs`: frames from the server: routing, stale filtering, replies, messages.
+//! - `outbound.rs`: encoding frames into the write queue.
+
+mod closing;
+mod inbound;
+mod joins;
+mod lifecycle;
+mod outbound;
+mod pushes;
+
+use outbound::{format_u64, send_binary, send_text};
+
+use super::connection::{self, Conn, Connector, Ws};
+use super::handle::{lock, ChannelShared, SocketShared};
+use super::runtime::CallbackGuard;
+use super::timers::{Timer, TimerKey, Timers};
+use super::types::*;
+use super::Config;
+use crate::protocol::{self, Frame, PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// What handles ask of the actor.
+pub(crate) enum Command {
+    Connect,
+    Disconnect,
+    SetSocketHandler(Option<Arc<dyn SocketHandler>>),
+    AddChannel(Arc<ChannelShared>),
+    SetChannelHandler(u64, Option<Arc<dyn ChannelHandler>>),
+    Join {
+        channel: u64,
+        payload: Body,
+        deadline: Instant,
+        on_reply: OnReply,
+    },
+    Push {
+        channel: u64,
+        event: Box<str>,
+        payload: Body,
+        deadline: Instant,
+        on_reply: OnReply,
+    },
+    Leave {
+        channel: u64,
+        deadline: Instant,
+        on_reply: OnReply,
+    },
+    Stats(tokio::sync::oneshot::Sender<EngineStats>),
+    /// Stop: complete everything with `Closed`, release handlers, then signal the sender.
+    Shutdown(Option<Ack>),
+}
+
+/// Tells a waiter the socket's task has stopped.
+pub(crate) enum Ack {
+    Blocking(std::sync::mpsc::Sender<()>),
+    Async(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Ack {
+    fn send(self) {
+        match self {
+            Ack::Blocking(tx) => drop(tx.send(())),
+            Ack::Async(tx) => drop(tx.send(())),
+        }
+    }
+}
+
+/// A push, from `push()` until it completes.
+struct PushOp {
+    channel: u64,
+    event: Box<str>,
+    payload: Body,
+    on_reply: OnReply,
+    timer: TimerKey,
+    /// Set once sent: the ref its reply will carry.
+    sent_ref: Option<u64>,
+}
+
+/// What a ref awaiting a reply belongs to.
+#[derive(Clone, Copy)]
+enum Awaiting {
+    Join(u64),
+    Push(u64),
+    Leave(u64),
+}
+
+/// The actor's view of one channel.
+struct Chan {
+    shared: Arc<ChannelShared>,
+    state: ChannelState,
+    handler: Option<Arc<dyn ChannelHandler>>,
+    join_payload: Body,
+    /// The join_ref of the current attempt (set when its `phx_join` is sent, cleared when the
+    /// attempt fails or the channel closes), and its text for comparing with frames.
+    join_ref: Option<u64>,
+    join_ref_text: String,
+    join_timer: Option<TimerKey>,
+    /// The user's `join()` completion, until the first attempt completes.
+    join_completion: Option<OnReply>,
+    /// Push operation ids waiting for the join, in order (ids of expired pushes are skipped).
+    buffer: VecDeque<u64>,
+    rejoin_attempts: u32,
+    rejoin_timer: Option<TimerKey>,
+    leave: Option<(OnReply, TimerKey)>,
+}
+
+/// Why an operation ended without its own reply, and what to hand its completion.
+#[derive(Clone, Copy)]
+struct Failure<'a> {
+    status: Status,
+    reply: Option<ReplyRef<'a>>,
+}
+
+impl Failure<'static> {
+    fn of(status: Status) -> Self {
+        Failure {
+            status,
+            reply: None,
+        }
+    }
+}
+
+enum Event {
+    Command(Command),
+    Frame(WsMessage),
+    ConnLost(DisconnectReason),
+    Opened(Result<Box<Ws>, DisconnectReason>),
+    TimerDue,
+}
+
+type Opening = Pin<Box<dyn Future<Output = Result<Box<Ws>, DisconnectReason>> + Send>>;
+
+struct Actor {
+    shared: Arc<SocketShared>,
+    commands: UnboundedReceiver<Command>,
+    connector: Arc<dyn Connector>,
+    handler: Option<Arc<dyn SocketHandler>>,
+    state: SocketState,
+    /// The user wants a connection (between `connect()` and `disconnect()`).
+    wanted: bool,
+    conn: Option<Conn>,
+    opening: Option<Opening>,
+    /// Reason from a close frame, reported when the stream then ends.
+    close_reason: Option<DisconnectReason>,
+    reconnect_attempts: u32,
+    reconnect_timer: Option<TimerKey>,
+    heartbeat_timer: Option<TimerKey>,
+    heartbeat_pending: Option<u64>,
+    next_ref: u64,
+    channels: HashMap<u64, Chan>,
+    /// Channel ids per topic (more than one only while an old instance is still leaving).
+    by_topic: HashMap<Box<str>, Vec<u64>>,
+    awaiting: HashMap<u64, Awaiting>,
+    pushes: HashMap<u64, PushOp>,
+    next_op: u64,
+    timers: Timers,
+    sleep: Pin<Box<Sleep>>,
+    /// Alternates which input is polled first, so neither commands nor frames starve.
+    frames_first: bool,
+    stopped: bool,
+}
+
+/// Runs a socket until it is shut down.
+pub(crate) async fn run(
+    shared: Arc<SocketShared>,
+    commands: UnboundedReceiver<Command>,
+    connector: Arc<dyn Connector>,
+) {
+    let mut actor = Actor {
+        shared,
+        commands,
+        connector,
+        handler: None,
+        state: SocketState::Disconnected,
+        wanted: false,
+        conn: None,
+        opening: None,
+        close_reason: None,
+        reconnect_attempts: 0,
+        reconnect_timer: None,
+        heartbeat_timer: None,
+        heartbeat_pending: None,
+        next_ref: 0,
+        channels: HashMap::new(),
+        by_topic: HashMap::new(),
+        awaiting: HashMap::new(),
+        pushes: HashMap::new(),
+        next_op: 0,
+        timers: Timers::default(),
+        sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+        frames_first: false,
+        stopped: false,
+    };
+    while !actor.stopped {
+        let event = std::future::poll_fn(|cx| actor.poll_event(cx)).await;
+        // A panic here is a libphx bug; keep it from killing the task silently mid-state.
+        let handled = catch_unwind(AssertUnwindSafe(|| actor.handle(event)));
+        if handled.is_err() {
+            actor.log(LogLevel::Error, "internal error: event handler panicked");
+        }
+    }
+}
+
+impl Actor {
+    fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    // ---- the event loop -------------------------------------------------------------------
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Some(conn) = &mut self.conn {
+            if let Err(e) = conn.poll_write(cx) {
+                return Poll::Ready(Event::ConnLost(connection::reason_of(e)));
+            }
+        }
+        self.frames_first = !self.frames_first;
+        if self.frames_first {
+            if let Poll::Ready(ev) = self.poll_frame(cx) {
+                return Poll::Ready(ev);
+            }
+        }
+        match self.commands.poll_recv(cx) {
+            Poll::Ready(Some(cmd)) => return Poll::Ready(Event::Command(cmd)),
+            // Every handle is gone without a shutdown (cannot happen through the API).
+            Poll::Ready(None) => return Poll::Ready(Event::Command(Command::Shutdown(None))),
+            Poll::Pending => {}
+        }
+        if !self.frames_first {
+            if let Poll::Ready(ev) = self.poll_frame(cx) {
+                return Poll::Ready(ev);
+            }
+        }
+        if let Some(opening) = &mut self.opening {
+            if let Poll::Ready(result) = opening.as_mut().poll(cx) {
+                self.opening = None;
+                return Poll::Ready(Event::Opened(result));
+            }
+        }
+        if let Some(deadline) = self.timers.next_deadline() {
+            if self.sleep.deadline() != deadline {
+                self.sleep.as_mut().reset(deadline);
+            }
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::TimerDue);
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        let Some(conn) = &mut self.conn else {
+            return Poll::Pending;
+        };
+        match conn.poll_read(cx) {
+            Poll::Ready(Some(Ok(msg))) => Poll::Ready(Event::Frame(msg)),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Event::ConnLost(connection::reason_of(e))),
+            Poll::Ready(None) => {
+                Poll::Ready(Event::ConnLost(self.close_reason.take().unwrap_or_else(
+                    || DisconnectReason::Io("connection closed".into()),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Command(cmd) => self.command(cmd),
+            Event::Frame(msg) => self.frame(msg),
+            Event::ConnLost(reason) => self.connection_lost(reason),
+            Event::Opened(Ok(ws)) => self.opened(ws),
+            Event::Opened(Err(reason)) => self.attempt_failed(reason),
+            Event::TimerDue => {
+                let now = Instant::now();
+                while let Some(timer) = self.timers.pop_due(now) {
+                    self.timer(timer);
+                }
+            }
+        }
+    }
+
+    // ---- commands ---------------------------------------------------------------------------
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Connect => {
+                if self.state == SocketState::Disconnected {
+                    self.wanted = true;
+                    self.set_state(SocketState::Connecting, None);
+                    self.start_opening();
+                }
+            }
+            Command::Disconnect => self.disconnect(),
+            Command::SetSocketHandler(h) => self.handler = h,
+            Command::AddChannel(shared) => self.add_channel(shared),
+            Command::SetChannelHandler(id, h) => {
+                if let Some(ch) = self.channels.get_mut(&id) {
+                    ch.handler = h;
+                }
+            }
+            Command::Join {
+                channel,
+                payload,
+                deadline,
+                on_reply,
+            } => self.join(channel, payload, deadline, on_reply),
+            Command::Push {
+                channel,
+                event,
+                payload,
+                deadline,
+                on_reply,
+            } => self.push(channel, event, payload, deadline, on_reply),
+            Command::Leave {
+                channel,
+                deadline,
+                on_reply,
+            } => self.leave(channel, deadline, on_reply),
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats());
+            }
+            Command::Shutdown(ack) => {
+                // Release the handlers first: nothing but completions runs from here on.
+                self.handler = None;
+                for ch in self.channels.values_mut() {
+                    ch.handler = None;
+                }
+                self.disconnect();
+                self.channels.clear();
+                self.by_topic.clear();
+                self.stopped = true;
+                // Operations queued behind the shutdown still complete exactly once.
+                self.commands.close();
+                while let Ok(cmd) = self.commands.try_recv() {
+                    match cmd {
+                        Command::Join { on_reply, .. }
+                        | Command::Push { on_reply, .. }
+                        | Command::Leave { on_reply, .. } => {
+                            complete(on_reply, Failure::of(Status::Closed))
+                        }
+                        Command::Shutdown(Some(other)) => other.send(),
+                        _ => {}
+                    }
+                }
+                if let Some(ack) = ack {
+                    ack.send();
+                }
+            }
+        }
+    }
+
+    fn add_channel(&mut self, shared: Arc<ChannelShared>) {
+        let id = shared.id;
+        self.by_topic
+            .entry(shared.topic.clone())
+            .or_default()
+            .push(id);
+        self.channels.insert(
+            id,
+            Chan {
+                shared,
+                state: ChannelState::Closed,
+                handler: None,
+                join_payload: Body::Json("{}".into()),
+                join_ref: None,
+                join_ref_text: String::new(),
+                join_timer: None,
+                join_completion: None,
+                buffer: VecDeque::new(),
+                rejoin_attempts: 0,
+                rejoin_timer: None,
+                leave: None,
+            },
+        );
+    }
+
+    // ---- reporting --------------------------------------------------------------------------
+
+    fn set_state(&mut self, state: SocketState, reason: Option<&DisconnectReason>) {
+        if self.state == state {
+            return;
+        }
+        self.state = state;
+        self.shared.state.store(state as u8, Ordering::Release);
+        if let Some(h) = self.handler.clone() {
+            call_user(|| h.on_state(state, reason));
+        }
+    }
+
+    fn set_channel_state(&mut self, id: u64, state: ChannelState) {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return;
+        };
+        if ch.state == state {
+            return;
+        }
+        ch.state = state;
+        ch.shared.publish_state(state);
+        if let Some(h) = ch.handler.clone() {
+            call_user(|| h.on_state(state));
+        }
+    }
+
+    fn notify_rejoin(&mut self, id: u64, outcome: Failure<'_>) {
+        if let Some(h) = self.channels.get(&id).and_then(|c| c.handler.clone()) {
+            call_user(|| h.on_rejoin(outcome.status, outcome.reply));
+        }
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        if let Some(h) = self.handler.clone() {
+            call_user(|| h.on_log(level, message));
+        }
+    }
+
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            channels: self.channels.len(),
+            pending_replies: self.awaiting.len(),
+            buffered_pushes: self
+                .pushes
+                .values()
+                .filter(|p| p.sent_ref.is_none())
+                .count(),
+            operation_timers: self.timers.operation_timers(),
+            outbox: self.conn.as_ref().map_or(0, Conn::queued),
+        }
+    }
+}
+
+/// Calls user code: marked as a library thread (so blocking calls refuse), panics contained.
+fn call_user(f: impl FnOnce()) {
+    let _guard = CallbackGuard::enter();
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+fn complete(on_reply: OnReply, outcome: Failure<'_>) {
+    call_user(|| on_reply(outcome.status, outcome.reply));
+}

@@ -1,0 +1,71 @@
+//! Encoding frames into the connection's write queue.
+
+use super::*;
+
+impl Actor {
+    // ---- sending ----------------------------------------------------------------------------
+
+    pub(super) fn take_ref(&mut self) -> u64 {
+        self.next_ref += 1;
+        self.next_ref
+    }
+
+    pub(super) fn send_control(&mut self, id: u64, r: u64, event: &str) {
+        if let Some(ch) = self.channels.get(&id) {
+            let jr = Some(ch.join_ref_text.as_str());
+            send_text(&mut self.conn, jr, Some(r), &ch.shared.topic, event, "{}");
+        }
+    }
+}
+
+pub(super) fn send_text(
+    conn: &mut Option<Conn>,
+    join_ref: Option<&str>,
+    r: Option<u64>,
+    topic: &str,
+    event: &str,
+    payload: &str,
+) {
+    let Some(conn) = conn else {
+        return;
+    };
+    let mut buf = [0; 20];
+    let r = r.map(|r| format_u64(&mut buf, r));
+    let mut out = String::new();
+    protocol::encode_text(&mut out, join_ref, r, topic, event, payload);
+    conn.queue(WsMessage::Text(out.into()));
+}
+
+pub(super) fn send_binary(
+    conn: &mut Option<Conn>,
+    join_ref: Option<&str>,
+    r: u64,
+    topic: &str,
+    event: &str,
+    bytes: &[u8],
+) {
+    let Some(conn) = conn else {
+        return;
+    };
+    let mut buf = [0; 20];
+    let r = format_u64(&mut buf, r);
+    let mut out = Vec::new();
+    // Field lengths were checked when the operation was made.
+    if protocol::encode_binary_push(&mut out, join_ref, Some(r), topic, event, bytes).is_ok() {
+        conn.queue(WsMessage::Binary(out.into()));
+    }
+}
+
+/// Formats `v` in decimal into `buf` without allocating.
+pub(super) fn format_u64(buf: &mut [u8; 20], mut v: u64) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("digits are ASCII")
+}

@@ -1,0 +1,113 @@
+//! Pushes: sending, buffering while joining, and completing them.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn push(
+        &mut self,
+        id: u64,
+        event: Box<str>,
+        payload: Body,
+        deadline: Instant,
+        on_reply: OnReply,
+    ) {
+        let state = self.channels.get(&id).map(|c| c.state);
+        match state {
+            Some(ChannelState::Joined | ChannelState::Joining | ChannelState::Errored) => {}
+            _ => return complete(on_reply, Failure::of(Status::StateError)),
+        }
+        if deadline <= Instant::now() {
+            return complete(on_reply, Failure::of(Status::Timeout));
+        }
+        self.next_op += 1;
+        let op_id = self.next_op;
+        let timer = self.timers.arm(deadline, Timer::PushTimeout(op_id));
+        self.pushes.insert(
+            op_id,
+            PushOp {
+                channel: id,
+                event,
+                payload,
+                on_reply,
+                timer,
+                sent_ref: None,
+            },
+        );
+        if state == Some(ChannelState::Joined) && self.conn.is_some() {
+            self.send_push(op_id);
+        } else if let Some(ch) = self.channels.get_mut(&id) {
+            ch.buffer.push_back(op_id);
+        }
+    }
+
+    // ---- pushes -----------------------------------------------------------------------------
+
+    pub(super) fn send_push(&mut self, op_id: u64) {
+        let r = self.take_ref();
+        let Some(op) = self.pushes.get_mut(&op_id) else {
+            return;
+        };
+        let Some(ch) = self.channels.get(&op.channel) else {
+            return;
+        };
+        op.sent_ref = Some(r);
+        self.awaiting.insert(r, Awaiting::Push(op_id));
+        // The payload goes on the wire now; the operation keeps only its completion.
+        let payload = std::mem::replace(&mut op.payload, Body::Json(String::new()));
+        let event = std::mem::take(&mut op.event);
+        let jr = Some(ch.join_ref_text.as_str());
+        match &payload {
+            Body::Json(json) => {
+                send_text(&mut self.conn, jr, Some(r), &ch.shared.topic, &event, json)
+            }
+            Body::Binary(b) => send_binary(&mut self.conn, jr, r, &ch.shared.topic, &event, b),
+        }
+    }
+
+    pub(super) fn flush_buffer(&mut self, id: u64) {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let buffered = std::mem::take(&mut ch.buffer);
+        for op in buffered {
+            if self.pushes.contains_key(&op) {
+                self.send_push(op);
+            }
+        }
+    }
+
+    pub(super) fn fail_buffered(&mut self, id: u64, failure: Failure<'_>) {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let buffered = std::mem::take(&mut ch.buffer);
+        for op in buffered {
+            self.finish_push(op, failure);
+        }
+    }
+
+    /// Fails the pushes of channel `id` that are on the wire.
+    pub(super) fn fail_in_flight(&mut self, id: u64, failure: Failure<'_>) {
+        let refs: Vec<(u64, u64)> = self
+            .awaiting
+            .iter()
+            .filter_map(|(r, a)| match *a {
+                Awaiting::Push(op) if self.pushes.get(&op).is_some_and(|p| p.channel == id) => {
+                    Some((*r, op))
+                }
+                _ => None,
+            })
+            .collect();
+        for (r, op) in refs {
+            self.awaiting.remove(&r);
+            self.finish_push(op, failure);
+        }
+    }
+
+    pub(super) fn finish_push(&mut self, op_id: u64, outcome: Failure<'_>) {
+        if let Some(op) = self.pushes.remove(&op_id) {
+            self.timers.cancel(Some(op.timer));
+            complete(op.on_reply, outcome);
+        }
+    }
+}
