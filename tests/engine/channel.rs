@@ -116,8 +116,8 @@ async fn join_times_out_after_10s_leaves_that_join_and_rejoins() {
         "leave names the timed-out join_ref"
     );
     // Rejoined after the first rejoin delay (1 s), with a fresh join_ref.
-    let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
-    assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)), "{ev:?}");
+    let (_, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
     let joins = world.frames_with_event("phx_join");
     assert_eq!(joins.len(), 2);
     assert_ne!(
@@ -142,11 +142,8 @@ async fn slow_join_with_short_timeout_ignores_the_late_reply_and_close() {
     let (cb, rx) = op();
     ch.join(json("{}"), Some(secs(1)), cb).unwrap();
     assert_eq!(done(rx).await.status, Status::Timeout);
-    let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
-    assert!(
-        matches!(ev, Ev::Rejoin(Status::Ok, _)),
-        "rejoin succeeds: {ev:?}"
-    );
+    let (_, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
     assert_eq!(ch.state(), ChannelState::Joined);
     let leaves = world.frames_with_event("phx_leave");
     let joins = world.frames_with_event("phx_join");
@@ -188,8 +185,8 @@ async fn join_completes_disconnected_when_the_socket_drops_first() {
     assert_eq!(done(buffered).await.status, Status::Disconnected);
     events.channel(ChannelState::Errored).await;
     sevents.socket(SocketState::Connected).await;
-    let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
-    assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)));
+    let (_, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
 }
 
 #[tokio::test(start_paused = true)]
@@ -443,8 +440,8 @@ async fn phx_error_errors_the_channel_fails_in_flight_and_rejoins_after_1s() {
     assert_eq!(done(in_flight).await.status, Status::ChannelErrored);
     assert_eq!(done(crash).await.status, Status::ChannelErrored);
     let errored = events.channel(ChannelState::Errored).await;
-    let (rejoined, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
-    assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)));
+    let (rejoined, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
     assert_eq!(rejoined - errored, secs(1));
     assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
 }

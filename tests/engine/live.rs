@@ -193,8 +193,8 @@ async fn crash_rejoins_and_stop_closes() {
         done(push(&ch, "crash", "{}")).await.status,
         Status::ChannelErrored
     );
-    let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
-    assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)), "{ev:?}");
+    let (_, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
     assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
     let d = done(push(&ch, "stop_reply", "{}")).await;
     assert_eq!((d.status, d.response()), (Status::Ok, v!({"bye":true})));
@@ -235,16 +235,14 @@ async fn server_forced_disconnect_reconnects_and_rejoins() {
     join_ok(&ch).await;
     let d = done(push(&ch, "disconnect_me", "{}")).await;
     assert_eq!(d.response(), v!({"disconnecting":true}));
-    let (_, ev) = sevents
-        .until(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _)))
-        .await;
+    let (_, reason) = sevents.reconnecting().await;
     let closed = DisconnectReason::CloseFrame {
         code: 1000,
         reason: String::new(),
     };
-    assert_eq!(ev, Ev::Socket(SocketState::Reconnecting, Some(closed)));
-    let (_, ev) = events.until(|e| matches!(e, Ev::Rejoin(..))).await;
-    assert!(matches!(ev, Ev::Rejoin(Status::Ok, _)), "{ev:?}");
+    assert_eq!(reason, Some(closed));
+    let (_, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
     socket.shutdown_async().await;
 }
 
@@ -255,15 +253,7 @@ async fn bad_token_is_refused_with_403() {
     let (rec, mut events) = recorder();
     socket.set_handler(Some(rec));
     socket.connect();
-    let (_, ev) = events
-        .until(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _)))
-        .await;
-    assert_eq!(
-        ev,
-        Ev::Socket(
-            SocketState::Reconnecting,
-            Some(DisconnectReason::HttpStatus(403))
-        )
-    );
+    let (_, reason) = events.reconnecting().await;
+    assert_eq!(reason, Some(DisconnectReason::HttpStatus(403)));
     socket.shutdown_async().await;
 }

@@ -104,17 +104,12 @@ async fn any_server_close_code_reconnects_and_is_observable() {
     let world = World::new().await;
     let (socket, mut events) = world.connected().await;
     world.controls().close_all(4000);
-    let (_, ev) = events
-        .until(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _)))
-        .await;
+    let (_, reason) = events.reconnecting().await;
     let want = DisconnectReason::CloseFrame {
         code: 4000,
         reason: String::new(),
     };
-    assert_eq!(
-        ev,
-        Ev::Socket(SocketState::Reconnecting, Some(want.clone()))
-    );
+    assert_eq!(reason, Some(want.clone()));
     assert_eq!(socket.last_reason(), Some(want));
     events.socket(SocketState::Connected).await;
     // A normal close (1000) from the server is not ours either: reconnect.
@@ -130,16 +125,8 @@ async fn refused_upgrade_reconnects_with_http_status() {
     config.params = vec![("token".into(), "bad".into())];
     let (socket, mut events) = world.socket_with(config);
     socket.connect();
-    let (_, ev) = events
-        .until(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _)))
-        .await;
-    assert_eq!(
-        ev,
-        Ev::Socket(
-            SocketState::Reconnecting,
-            Some(DisconnectReason::HttpStatus(403))
-        )
-    );
+    let (_, reason) = events.reconnecting().await;
+    assert_eq!(reason, Some(DisconnectReason::HttpStatus(403)));
     // It keeps trying on the schedule.
     events.failed_attempts(2).await;
     assert_eq!(world.attempts().len(), 3);
@@ -172,17 +159,9 @@ async fn silent_server_is_detected_by_the_second_heartbeat_tick() {
     let (socket, mut events) = world.connected().await;
     let opened = tokio::time::Instant::now();
     world.controls().set_blackhole(true);
-    let (lost, ev) = events
-        .until(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _)))
-        .await;
+    let (lost, reason) = events.reconnecting().await;
     assert_eq!(lost - opened, secs(60));
-    assert_eq!(
-        ev,
-        Ev::Socket(
-            SocketState::Reconnecting,
-            Some(DisconnectReason::HeartbeatTimeout)
-        )
-    );
+    assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
     world.controls().set_blackhole(false);
     events.socket(SocketState::Connected).await;
     assert_eq!(socket.state(), SocketState::Connected);

@@ -163,6 +163,24 @@ impl Events {
             .0
     }
 
+    /// Waits for the socket to start reconnecting; returns when, and the reason it reported.
+    pub async fn reconnecting(&mut self) -> (Instant, Option<DisconnectReason>) {
+        loop {
+            if let (at, Ev::Socket(SocketState::Reconnecting, reason)) = self.next().await {
+                return (at, reason);
+            }
+        }
+    }
+
+    /// Waits for the next automatic rejoin to complete; returns when, and its status.
+    pub async fn rejoin(&mut self) -> (Instant, Status) {
+        loop {
+            if let (at, Ev::Rejoin(status, _)) = self.next().await {
+                return (at, status);
+            }
+        }
+    }
+
     /// Waits for the channel to reach `state`.
     pub async fn channel(&mut self, state: ChannelState) -> Instant {
         self.until(|e| matches!(e, Ev::Channel(s) if *s == state))
