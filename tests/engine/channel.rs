@@ -434,7 +434,9 @@ async fn phx_error_errors_the_channel_fails_in_flight_and_rejoins_after_1s() {
     let world = World::new().await;
     let (socket, _events) = world.connected().await;
     let (ch, mut events) = channel(&socket, "room:lobby");
-    join_ok(&ch).await;
+    let (cb, joined) = op();
+    ch.join(json(r#"{"echo":"again"}"#), None, cb).unwrap();
+    assert_eq!(done(joined).await.status, Status::Ok);
     let in_flight = push(&ch, "noreply", "{}");
     let crash = push(&ch, "crash", "{}");
     assert_eq!(done(in_flight).await.status, Status::ChannelErrored);
@@ -443,6 +445,13 @@ async fn phx_error_errors_the_channel_fails_in_flight_and_rejoins_after_1s() {
     let (rejoined, status) = events.rejoin().await;
     assert_eq!(status, Status::Ok);
     assert_eq!(rejoined - errored, secs(1));
+    let joins = world.frames_with_event("phx_join");
+    assert_eq!(joins.len(), 2);
+    assert_eq!(
+        joins[1][4],
+        v!({"echo": "again"}),
+        "a rejoin uses the join payload"
+    );
     assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
 }
 

@@ -258,3 +258,45 @@ async fn url_carries_vsn_and_params() {
         .endpoint_url()
         .ends_with("/socket/websocket?vsn=2.0.0&token=a%20b&x=1"));
 }
+
+/// A connector whose single stream is served by the test itself.
+struct Handoff(std::sync::Mutex<Option<tokio::io::DuplexStream>>);
+
+impl Connector for Handoff {
+    fn connect(&self, _endpoint: &Endpoint) -> IoFuture {
+        let io = self.0.lock().unwrap().take();
+        Box::pin(async move {
+            let io = io.ok_or_else(|| std::io::Error::other("no second connection"))?;
+            Ok(Box::new(io) as BoxIo)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn disconnect_sends_close_code_1000() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let (client, server) = tokio::io::duplex(4096);
+    let connector = std::sync::Arc::new(Handoff(std::sync::Mutex::new(Some(client))));
+    let socket = Socket::with_connector(
+        Config::new("ws://phx.test/socket/websocket"),
+        connector,
+        &tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    let (rec, mut events) = recorder();
+    socket.set_handler(Some(rec));
+    socket.connect();
+    let mut ws = tokio_tungstenite::accept_async(server)
+        .await
+        .expect("upgrade");
+    events.socket(SocketState::Connected).await;
+    socket.disconnect();
+    let close = loop {
+        match ws.next().await.expect("a frame").expect("no error") {
+            Ws::Close(frame) => break frame.expect("a close code"),
+            _ => continue,
+        }
+    };
+    assert_eq!(u16::from(close.code), 1000);
+}
