@@ -622,6 +622,16 @@ phx_status_t phx_options_set_connect_timeout_ms(struct phx_options_t *o,
                                                 uint64_t ms);
 
 /**
+ * Adds trusted root certificates for `wss://` (a private CA or a self-signed server), on top
+ * of the built-in Mozilla roots, replacing any set before. `pem` (NUL-terminated, borrowed for
+ * the call, copied) holds one or more PEM `CERTIFICATE` blocks. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8 or PEM without a usable certificate; the
+ * options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread.
+ */
+phx_status_t phx_options_set_ca_pem(struct phx_options_t *o,
+                                    const char *pem);
+
+/**
  * Creates a socket for `url` (`ws://` or `wss://`, e.g. `ws://host:4000/socket/websocket`;
  * `vsn=2.0.0` and the options' params are appended). Nothing connects until
  * `phx_socket_connect`.

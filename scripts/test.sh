@@ -15,12 +15,16 @@ cargo fmt --all -- --check
 
 stage "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p phx --no-default-features --all-targets -- -D warnings
 
 stage "cargo build (library, test server)"
 cargo build --workspace
 
 stage "Rust tests"
 cargo test --workspace
+
+stage "Rust unit tests without TLS (cargo feature tls off)"
+cargo test -p phx --no-default-features --lib
 
 stage "fuzz targets type-check"
 scripts/check-fuzz.sh

@@ -813,3 +813,50 @@ fn operations_racing_with_socket_free_complete_exactly_once() {
         }
     }
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn wss_with_a_private_ca_set_through_the_options() {
+    let server = Server::start_tls();
+    assert!(server.url.starts_with("wss://"));
+    unsafe {
+        let opts = phx_options_new();
+        assert_eq!(phx_options_set_ca_pem(opts, std::ptr::null()), INVALID);
+        assert_eq!(
+            phx_options_set_ca_pem(opts, c("not a certificate").as_ptr()),
+            INVALID
+        );
+        let pem = c(&server.cert_pem());
+        assert_eq!(phx_options_set_ca_pem(opts, pem.as_ptr()), OK);
+        let url = c(&server.url);
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), OK);
+        phx_options_free(opts);
+        assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+        let ch = channel(s, "room:lobby");
+        assert_eq!(
+            phx_channel_join_wait(ch, std::ptr::null(), 0, null_mut()),
+            OK
+        );
+        let mut r = null_mut();
+        let payload = c(r#"{"over":"tls"}"#);
+        let st = phx_channel_push_wait(ch, c("echo").as_ptr(), payload.as_ptr(), 0, &mut r);
+        assert_eq!(st, OK);
+        let (_, _, body) = response(r);
+        assert_eq!(body, payload.as_bytes());
+        phx_channel_free(ch);
+        phx_socket_free(s);
+
+        // Without the CA the certificate is refused and the reason says so.
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(url.as_ptr(), std::ptr::null(), &mut s), OK);
+        assert_ne!(phx_socket_connect_wait(s, 300), OK);
+        let mut reason = std::mem::zeroed::<phx_reason_t>();
+        assert_eq!(phx_socket_last_reason(s, &mut reason), OK);
+        let text = std::ffi::CStr::from_ptr(reason.text.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        assert!(text.contains("certificate"), "{text}");
+        phx_socket_free(s);
+    }
+}

@@ -21,12 +21,17 @@ pub struct Config {
     pub default_timeout: Duration,
     /// How long `leave()` waits for the server's reply (5 s).
     pub leave_timeout: Duration,
-    /// How long one connection attempt (TCP + upgrade) may take (10 s).
+    /// How long one connection attempt (TCP, TLS handshake, upgrade) may take (10 s).
     pub connect_timeout: Duration,
     /// Largest frame accepted from the server (16 MiB).
     pub max_frame_size: usize,
     /// WebSocket read buffer per connection (8 KiB; tungstenite's default is 128 KiB).
     pub read_buffer_size: usize,
+    /// Extra trusted root certificates for `wss://`, as a PEM bundle (`-----BEGIN
+    /// CERTIFICATE-----` sections), added to Mozilla's roots: for servers with a private CA or
+    /// a self-signed certificate. Empty (the default): Mozilla's roots only. Invalid PEM makes
+    /// socket creation fail. Not examined in a build without the `tls` feature.
+    pub extra_root_certs_pem: Vec<u8>,
 }
 
 /// Parses one schedule entry list; shared by the FFI and tests.
@@ -47,6 +52,7 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             max_frame_size: 16 << 20,
             read_buffer_size: 8 << 10,
+            extra_root_certs_pem: Vec::new(),
         }
     }
 

@@ -30,21 +30,71 @@ pub trait Connector: Send + Sync {
     fn connect(&self, endpoint: &Endpoint) -> IoFuture;
 }
 
-/// Plain TCP (`ws://`). `wss://` fails with an explanatory I/O error: this build has no TLS.
-pub struct TcpConnector;
+/// TCP for `ws://`; TCP then TLS for `wss://` (feature `tls`, on by default), with the URL's
+/// host as the server name. Without the feature, `wss://` fails with an explanatory I/O error.
+///
+/// [`TcpConnector::new`] trusts Mozilla's root certificates (`webpki-roots`) through one client
+/// configuration shared by the whole process; [`TcpConnector::with_extra_roots`] adds private
+/// roots for one socket.
+#[derive(Clone, Default)]
+pub struct TcpConnector {
+    /// `None`: the process-wide configuration.
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl TcpConnector {
+    /// The default connector: TCP, and TLS with Mozilla's roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A connector whose TLS also trusts the certificates of `pem` (a PEM bundle, CERTIFICATE
+    /// sections). Empty `pem`: the same as [`TcpConnector::new`]. Invalid PEM, a bundle with
+    /// no certificate, or a certificate that is not a usable trust anchor is an error. In a
+    /// build without the `tls` feature `pem` is not examined.
+    pub fn with_extra_roots(pem: &[u8]) -> Result<Self, &'static str> {
+        #[cfg(feature = "tls")]
+        if !pem.is_empty() {
+            return Ok(TcpConnector {
+                tls: Some(super::tls::with_extra_roots(pem)?),
+            });
+        }
+        let _ = pem;
+        Ok(Self::new())
+    }
+
+    /// Whether this build can open `wss://` connections.
+    pub const fn supports_tls() -> bool {
+        cfg!(feature = "tls")
+    }
+}
 
 impl Connector for TcpConnector {
     fn connect(&self, endpoint: &Endpoint) -> IoFuture {
         let (host, port, tls) = (endpoint.host.clone(), endpoint.port, endpoint.tls);
+        #[cfg(feature = "tls")]
+        let tls_config = self.tls.clone();
         Box::pin(async move {
+            #[cfg(not(feature = "tls"))]
             if tls {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
-                    "wss:// needs TLS, which this build of libphx does not include",
+                    "wss:// needs TLS, which this build of libphx does not include \
+                     (cargo feature `tls`)",
                 ));
             }
             let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             stream.set_nodelay(true)?;
+            #[cfg(feature = "tls")]
+            if tls {
+                let config = match tls_config {
+                    Some(c) => c,
+                    None => super::tls::shared()?,
+                };
+                let stream = super::tls::handshake(config, &host, stream).await?;
+                return Ok(Box::new(stream) as BoxIo);
+            }
             Ok(Box::new(stream) as BoxIo)
         })
     }
@@ -180,5 +230,89 @@ impl Conn {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(drain);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::endpoint;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn listener() -> (TcpListener, u16) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    #[tokio::test]
+    async fn ws_is_plain_tcp() {
+        let (l, port) = listener().await;
+        let ep = endpoint(&format!("ws://127.0.0.1:{port}/socket"), &[]).unwrap();
+        let mut io = TcpConnector::new().connect(&ep).await.expect("connects");
+        let (mut server, _) = l.accept().await.unwrap();
+        io.write_all(b"GET /").await.unwrap();
+        let mut buf = [0u8; 5];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"GET /");
+    }
+
+    /// `wss://` opens TCP, then sends a TLS ClientHello naming the URL's host (SNI); a server
+    /// that hangs up fails the attempt with an error saying the handshake failed.
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn wss_runs_a_tls_handshake_with_the_host_as_server_name() {
+        for connector in [
+            TcpConnector::new(),
+            TcpConnector::with_extra_roots(b"").unwrap(),
+        ] {
+            let (l, port) = listener().await;
+            let ep = endpoint(&format!("wss://localhost:{port}/socket"), &[]).unwrap();
+            let client = tokio::spawn(async move { connector.connect(&ep).await.map(|_| ()) });
+            let (mut server, _) = l.accept().await.unwrap();
+            let mut hello = vec![0u8; 5];
+            server.read_exact(&mut hello).await.unwrap();
+            assert_eq!(hello[0], 0x16, "a TLS handshake record");
+            let len = u16::from_be_bytes([hello[3], hello[4]]) as usize;
+            hello.resize(5 + len, 0);
+            server.read_exact(&mut hello[5..]).await.unwrap();
+            assert_eq!(hello[5], 0x01, "a ClientHello");
+            assert!(
+                hello.windows(9).any(|w| w == b"localhost"),
+                "the host is sent as SNI"
+            );
+            drop(server);
+            let err = client.await.unwrap().expect_err("the server hung up");
+            assert!(
+                err.to_string()
+                    .contains("TLS handshake with localhost failed"),
+                "{err}"
+            );
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn extra_roots_must_be_valid_pem() {
+        assert!(TcpConnector::with_extra_roots(b"").is_ok());
+        assert!(TcpConnector::with_extra_roots(b"not pem").is_err());
+        assert!(TcpConnector::supports_tls());
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn wss_is_refused_without_tls() {
+        let (_l, port) = listener().await;
+        let ep = endpoint(&format!("wss://127.0.0.1:{port}/socket"), &[]).unwrap();
+        let err = TcpConnector::new()
+            .connect(&ep)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert!(err.to_string().contains("does not include"), "{err}");
+        assert!(TcpConnector::with_extra_roots(b"not pem").is_ok());
+        assert!(!TcpConnector::supports_tls());
     }
 }

@@ -77,10 +77,13 @@ pub struct Channel {
 }
 
 impl Socket {
-    /// Creates a socket whose task runs on `runtime`, connecting over TCP. The URL must be
-    /// `ws://` or `wss://`; nothing connects until [`Socket::connect`].
+    /// Creates a socket whose task runs on `runtime`, connecting with [`TcpConnector`] (TCP, and
+    /// TLS for `wss://`). The URL must be `ws://` or `wss://`, and
+    /// [`Config::extra_root_certs_pem`] empty or valid PEM; nothing connects until
+    /// [`Socket::connect`].
     pub fn new(config: Config, runtime: &tokio::runtime::Handle) -> Result<Socket, &'static str> {
-        Self::with_connector(config, Arc::new(TcpConnector), runtime)
+        let connector = TcpConnector::with_extra_roots(&config.extra_root_certs_pem)?;
+        Self::create(config, Arc::new(connector), runtime)
     }
 
     /// Creates a socket on the process-wide shared runtime.
@@ -89,8 +92,19 @@ impl Socket {
     }
 
     /// Creates a socket that opens its byte streams through `connector` (tests use in-memory
-    /// streams to run client and server on one paused clock).
+    /// streams to run client and server on one paused clock). The configuration is checked as
+    /// by [`Socket::new`], extra root certificates included, though only a [`TcpConnector`]
+    /// uses them.
     pub fn with_connector(
+        config: Config,
+        connector: Arc<dyn Connector>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Socket, &'static str> {
+        TcpConnector::with_extra_roots(&config.extra_root_certs_pem)?;
+        Self::create(config, connector, runtime)
+    }
+
+    fn create(
         config: Config,
         connector: Arc<dyn Connector>,
         runtime: &tokio::runtime::Handle,

@@ -25,6 +25,8 @@ mod connection;
 mod handle;
 pub mod runtime;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 mod types;
 mod url;
 

@@ -17,6 +17,7 @@ pub struct phx_options_t {
     timeout: Option<Duration>,
     leave_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl phx_options_t {
@@ -42,6 +43,9 @@ impl phx_options_t {
         }
         if let Some(d) = self.connect_timeout {
             config.connect_timeout = d;
+        }
+        if let Some(pem) = &self.ca_pem {
+            config.extra_root_certs_pem = pem.clone();
         }
     }
 }
@@ -208,6 +212,26 @@ pub unsafe extern "C" fn phx_options_set_connect_timeout_ms(
 ) -> phx_status_t {
     with_options(o, |o| {
         o.connect_timeout = Some(positive(ms)?);
+        Ok(())
+    })
+}
+
+/// Adds trusted root certificates for `wss://` (a private CA or a self-signed server), on top
+/// of the built-in Mozilla roots, replacing any set before. `pem` (NUL-terminated, borrowed for
+/// the call, copied) holds one or more PEM `CERTIFICATE` blocks. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8 or PEM without a usable certificate; the
+/// options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_ca_pem(
+    o: *mut phx_options_t,
+    pem: *const c_char,
+) -> phx_status_t {
+    with_options(o, |o| {
+        let pem = c_str(pem)?.as_bytes();
+        if pem.is_empty() || crate::engine::TcpConnector::with_extra_roots(pem).is_err() {
+            return Err(INVALID);
+        }
+        o.ca_pem = Some(pem.to_vec());
         Ok(())
     })
 }

@@ -7,3 +7,5 @@ mod invariants;
 mod live;
 mod socket;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;

@@ -41,6 +41,28 @@ impl Server {
         }
     }
 
+    /// A server speaking `wss://` with a fresh self-signed certificate.
+    pub fn start_tls() -> Server {
+        let config = phx_testserver::Config {
+            tls: true,
+            ..phx_testserver::Config::default()
+        };
+        let server = SERVER_RUNTIME
+            .block_on(phx_testserver::TestServer::start(config))
+            .expect("TLS test server starts");
+        let url = server.url();
+        Server {
+            server: Some(server),
+            url,
+        }
+    }
+
+    /// The TLS server's certificate (PEM).
+    pub fn cert_pem(&self) -> String {
+        let server = self.server.as_ref().unwrap();
+        server.cert_pem().expect("a TLS server").to_owned()
+    }
+
     /// Runs `f` with the server's controls, inside the server's runtime.
     pub fn control<R>(&self, f: impl FnOnce(&phx_testserver::Controls) -> R) -> R {
         let _enter = SERVER_RUNTIME.enter();

@@ -1,6 +1,7 @@
 //! phx-testserver: a local server that speaks Phoenix Channels exactly as a Phoenix 1.7 server
 //! running the test application does (`tests/fixtures/test-app.md`), with fault controls.
-//! See `docs/testserver.md`.
+//! With [`Config::tls`] it serves `wss://` behind a self-signed certificate
+//! ([`TestServer::cert_pem`]). See `docs/testserver.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -15,6 +16,7 @@ mod conn;
 mod http;
 mod json;
 mod state;
+mod tls;
 
 pub use json::Json;
 
@@ -38,6 +40,10 @@ pub struct Config {
     pub port: u16,
     /// A WebSocket that receives nothing for this long is closed with 1002 (default 60 s).
     pub idle_timeout: Duration,
+    /// Serve TLS (`wss://`, and `https://` for the controls) instead of plain TCP, with a
+    /// self-signed certificate made at startup for `localhost`, `127.0.0.1`, `::1` and `host`
+    /// (see [`TestServer::cert_pem`]). Default off.
+    pub tls: bool,
 }
 
 impl Default for Config {
@@ -46,6 +52,7 @@ impl Default for Config {
             host: "127.0.0.1".into(),
             port: 0,
             idle_timeout: Duration::from_secs(60),
+            tls: false,
         }
     }
 }
@@ -64,21 +71,39 @@ impl TestServer {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "host resolves to nothing")
             })?;
+        let tls = match config.tls {
+            true => Some(tls::Tls::self_signed(&config.host)?),
+            false => None,
+        };
         let listener = bind(addr)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config, addr));
+        let shared = Arc::new(Shared::new(config, addr, tls));
         start_accepting(&shared, listener);
         Ok(TestServer { shared })
     }
 
-    /// `ws://HOST:PORT/socket/websocket`
+    /// `ws://HOST:PORT/socket/websocket` (`wss://` with [`Config::tls`]).
     pub fn url(&self) -> String {
-        format!("ws://{}/socket/websocket", self.shared.addr)
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}/socket/websocket", self.shared.addr)
     }
 
-    /// `http://HOST:PORT` (the base of the `/control/...` endpoints).
+    /// `http://HOST:PORT` (`https://` with [`Config::tls`]): the base of the `/control/...`
+    /// endpoints.
     pub fn http_base(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.shared.addr)
+    }
+
+    /// Whether the server speaks TLS ([`Config::tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// The server's self-signed certificate, PEM (`-----BEGIN CERTIFICATE-----`), when it
+    /// speaks TLS: the root a client must trust to connect.
+    pub fn cert_pem(&self) -> Option<&str> {
+        self.shared.tls.as_ref().map(|t| t.cert_pem.as_str())
     }
 
     /// The address the server listens on.
@@ -96,6 +121,7 @@ impl TestServer {
     /// A new in-memory byte stream into this server. The server side runs the full HTTP
     /// handling (upgrade included), exactly as for a TCP connection. The second value is the
     /// task serving it. While the server is down (restart), the stream is closed at once.
+    /// The stream is plain (no TLS) even when the server listens with TLS.
     pub fn connect_in_memory(&self) -> (DuplexStream, JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         if self.shared.is_down() {
@@ -124,6 +150,9 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// How long a TLS client may take to complete its handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
 fn start_accepting(shared: &Arc<Shared>, listener: TcpListener) {
     let s = shared.clone();
     let handle = tokio::spawn(async move {
@@ -131,7 +160,21 @@ fn start_accepting(shared: &Arc<Shared>, listener: TcpListener) {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    s.spawn_connection(stream);
+                    match &s.tls {
+                        Some(tls) => {
+                            let accept = tls.acceptor.accept(stream);
+                            s.spawn_connection_after(async move {
+                                // A client that never finishes its handshake is dropped.
+                                match tokio::time::timeout(TLS_HANDSHAKE, accept).await {
+                                    Ok(Ok(tls_stream)) => Some(tls_stream),
+                                    _ => None,
+                                }
+                            });
+                        }
+                        None => {
+                            s.spawn_connection(stream);
+                        }
+                    }
                 }
                 // Out of file descriptors and the like: back off a little.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,

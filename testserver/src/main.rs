@@ -1,18 +1,28 @@
-//! `phx-testserver [--host 127.0.0.1] [--port 0] [--idle-timeout-ms 60000] [--exit-on-stdin-eof]`
+//! `phx-testserver [--host 127.0.0.1] [--port 0] [--idle-timeout-ms 60000] [--tls]
+//! [--cert-out FILE] [--exit-on-stdin-eof]`
 //!
 //! Prints the WebSocket URL as the first (and only) line on stdout, then serves until killed,
-//! or until stdin reaches EOF with `--exit-on-stdin-eof`.
+//! or until stdin reaches EOF with `--exit-on-stdin-eof`. With `--tls` it serves `wss://` with a
+//! self-signed certificate, written to FILE (`--cert-out`) or else printed on stderr, PEM,
+//! before the URL is printed.
 
 use phx_testserver::{Config, TestServer};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: phx-testserver [--host HOST] [--port PORT] [--idle-timeout-ms MS] [--exit-on-stdin-eof]";
+const USAGE: &str = "usage: phx-testserver [--host HOST] [--port PORT] [--idle-timeout-ms MS] [--tls] [--cert-out FILE] [--exit-on-stdin-eof]";
 
-fn parse_args() -> Result<(Config, bool), String> {
+struct Args {
+    config: Config,
+    exit_on_eof: bool,
+    cert_out: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut config = Config::default();
     let mut exit_on_eof = false;
+    let mut cert_out = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -38,16 +48,29 @@ fn parse_args() -> Result<(Config, bool), String> {
                     .map_err(|_| "--idle-timeout-ms needs a number".to_string())?;
                 config.idle_timeout = Duration::from_millis(ms);
             }
+            "--tls" => config.tls = true,
+            "--cert-out" => cert_out = Some(value("a file path")?),
             "--exit-on-stdin-eof" => exit_on_eof = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok((config, exit_on_eof))
+    if cert_out.is_some() && !config.tls {
+        return Err("--cert-out needs --tls".into());
+    }
+    Ok(Args {
+        config,
+        exit_on_eof,
+        cert_out,
+    })
 }
 
 fn main() -> ExitCode {
-    let (config, exit_on_eof) = match parse_args() {
+    let Args {
+        config,
+        exit_on_eof,
+        cert_out,
+    } = match parse_args() {
         Ok(c) => c,
         Err(msg) => {
             if !msg.is_empty() {
@@ -75,6 +98,22 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(pem) = server.cert_pem() {
+            let written = match &cert_out {
+                Some(path) => std::fs::write(path, pem).map_err(|e| format!("{path}: {e}")),
+                None => {
+                    let mut stderr = std::io::stderr().lock();
+                    stderr
+                        .write_all(pem.as_bytes())
+                        .and_then(|_| stderr.flush())
+                        .map_err(|e| e.to_string())
+                }
+            };
+            if let Err(e) = written {
+                eprintln!("phx-testserver: cannot write the certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         let mut stdout = std::io::stdout().lock();
         if writeln!(stdout, "{}", server.url())
             .and_then(|_| stdout.flush())

@@ -2,6 +2,7 @@
 //! presences), counters, the frame log, and the faults in force.
 
 use crate::json::Json;
+use crate::tls::Tls;
 use crate::{Config, LogEntry, LogFrame, Stats};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -85,6 +86,8 @@ pub(crate) struct Faults {
 pub(crate) struct Shared {
     pub config: Config,
     pub addr: SocketAddr,
+    /// The certificate and acceptor when the server listens with TLS.
+    pub tls: Option<Tls>,
     pub faults: Faults,
     hub: Mutex<Hub>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
@@ -100,10 +103,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(config: Config, addr: SocketAddr) -> Shared {
+    pub fn new(config: Config, addr: SocketAddr, tls: Option<Tls>) -> Shared {
         Shared {
             config,
             addr,
+            tls,
             faults: Faults {
                 blackhole: AtomicBool::new(false),
                 silence: AtomicBool::new(false),
@@ -161,9 +165,25 @@ impl Shared {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        self.spawn_connection_after(async move { Some(stream) })
+    }
+
+    /// Like [`spawn_connection`](Self::spawn_connection), for a stream that `opening` (a TLS
+    /// handshake) must produce first, in the connection's task; `None` ends the task.
+    pub fn spawn_connection_after<F, S>(self: &Arc<Self>, opening: F) -> JoinHandle<()>
+    where
+        F: std::future::Future<Output = Option<S>> + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let id = self.next_task.fetch_add(1, Ordering::Relaxed);
+        let shared = self.clone();
         let mut hub = self.hub();
-        let handle = tokio::spawn(crate::conn::serve(self.clone(), stream, id));
+        let handle = tokio::spawn(async move {
+            match opening.await {
+                Some(stream) => crate::conn::serve(shared, stream, id).await,
+                None => shared.task_done(id),
+            }
+        });
         hub.tasks.insert(id, handle.abort_handle());
         handle
     }
