@@ -161,10 +161,10 @@ static void handle_event(cat *c, const phx_event_t *ev) {
             c->connected = 1;
         } else if (ev->state == PHX_SOCKET_RECONNECTING || ev->state == PHX_SOCKET_DISCONNECTED) {
             if (c->connected == 0) {
-                fprintf(stderr, "phx-cat: cannot connect: %s\n", ev->reason.text);
+                fprintf(stderr, "phx-cat: cannot connect: %s\n", ev->reason->text);
                 c->connected = -1;
             } else if (ev->state == PHX_SOCKET_RECONNECTING) {
-                fprintf(stderr, "phx-cat: connection lost (%s), reconnecting\n", ev->reason.text);
+                fprintf(stderr, "phx-cat: connection lost (%s), reconnecting\n", ev->reason->text);
             }
         }
         break;

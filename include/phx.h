@@ -475,7 +475,7 @@ typedef void (*phx_wake_fn)(void *user_data);
  * |---|---|
  * | `PHX_EVENT_REPLY` | `tag`, `status` (a `PHX_*` status), `topic`; with a server reply (`PHX_OK`, `PHX_ERR_REPLY`) `reply_status`, `payload_kind`, `payload`, `payload_len` |
  * | `PHX_EVENT_MESSAGE` | `topic`, `event`, `join_ref` and `ref` (NULL when absent), `payload_kind`, `payload`, `payload_len` |
- * | `PHX_EVENT_SOCKET_STATE` | `state` (a `PHX_SOCKET_*` value), `reason` (kind `PHX_REASON_NONE` when none is given) |
+ * | `PHX_EVENT_SOCKET_STATE` | `state` (a `PHX_SOCKET_*` value), `reason` (never NULL; kind `PHX_REASON_NONE` when none is given) |
  * | `PHX_EVENT_CHANNEL_STATE` | `topic`, `state` (a `PHX_CHANNEL_*` value) |
  * | `PHX_EVENT_REJOIN` | `topic`, `status`; with a server reply `reply_status` and the payload fields |
  * | `PHX_EVENT_OVERFLOW` | `dropped`: how many events were dropped since the previous overflow event |
@@ -525,9 +525,10 @@ typedef struct phx_event_t {
     const uint8_t *payload;
     size_t payload_len;
     /**
-     * Why the socket changed state (`PHX_EVENT_SOCKET_STATE`).
+     * Why the socket changed state: set for `PHX_EVENT_SOCKET_STATE` (kind `PHX_REASON_NONE`
+     * when none was given), NULL for every other kind. Owned by the event.
      */
-    struct phx_reason_t reason;
+    const struct phx_reason_t *reason;
 } phx_event_t;
 
 #ifdef __cplusplus

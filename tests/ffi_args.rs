@@ -550,8 +550,11 @@ fn free_user_data_is_called_exactly_once() {
         free_recorder(late.user_data());
         phx_channel_free(ch);
         phx_channel_free(ch2);
-        std::thread::sleep(Duration::from_millis(50));
         for r in [&first, &second, &third, &ch_rec, &ch2_rec, &ch2_next, &wake] {
+            assert!(wait_until(Duration::from_secs(5), || r
+                .frees
+                .load(Ordering::SeqCst)
+                >= 1));
             assert_eq!(r.frees.load(Ordering::SeqCst), 1);
         }
     }

@@ -358,7 +358,22 @@ fn events_tagged_replies_overflow_and_fd() {
             OK
         );
         assert!(wait_until(T, || readable(fd)));
-        std::thread::sleep(Duration::from_millis(300));
+        // The server answers in order: once this echo's reply has run its callback, the flood
+        // and the tagged reply before it have been queued (or dropped).
+        let marker = Recorder::new();
+        let ud = Arc::into_raw(marker.clone()) as *mut c_void;
+        let st = phx_channel_push(
+            ch,
+            c("echo").as_ptr(),
+            c("{}").as_ptr(),
+            0,
+            Some(on_reply_once),
+            ud,
+        );
+        assert_eq!(st, OK);
+        assert!(wait_until(T, || marker
+            .count(|x| matches!(x, Seen::Reply(..)))
+            == 1));
         let mut got = Vec::new();
         let mut e = null_mut();
         while phx_socket_try_event(s, &mut e) == OK {

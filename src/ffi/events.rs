@@ -33,7 +33,7 @@ use std::time::Instant;
 /// |---|---|
 /// | `PHX_EVENT_REPLY` | `tag`, `status` (a `PHX_*` status), `topic`; with a server reply (`PHX_OK`, `PHX_ERR_REPLY`) `reply_status`, `payload_kind`, `payload`, `payload_len` |
 /// | `PHX_EVENT_MESSAGE` | `topic`, `event`, `join_ref` and `ref` (NULL when absent), `payload_kind`, `payload`, `payload_len` |
-/// | `PHX_EVENT_SOCKET_STATE` | `state` (a `PHX_SOCKET_*` value), `reason` (kind `PHX_REASON_NONE` when none is given) |
+/// | `PHX_EVENT_SOCKET_STATE` | `state` (a `PHX_SOCKET_*` value), `reason` (never NULL; kind `PHX_REASON_NONE` when none is given) |
 /// | `PHX_EVENT_CHANNEL_STATE` | `topic`, `state` (a `PHX_CHANNEL_*` value) |
 /// | `PHX_EVENT_REJOIN` | `topic`, `status`; with a server reply `reply_status` and the payload fields |
 /// | `PHX_EVENT_OVERFLOW` | `dropped`: how many events were dropped since the previous overflow event |
@@ -64,8 +64,9 @@ pub struct phx_event_t {
     pub reply_status: *const c_char,
     pub payload: *const u8,
     pub payload_len: usize,
-    /// Why the socket changed state (`PHX_EVENT_SOCKET_STATE`).
-    pub reason: phx_reason_t,
+    /// Why the socket changed state: set for `PHX_EVENT_SOCKET_STATE` (kind `PHX_REASON_NONE`
+    /// when none was given), NULL for every other kind. Owned by the event.
+    pub reason: *const phx_reason_t,
 }
 
 /// The allocation behind a `phx_event_t *`: the public part first, then its storage.
@@ -73,6 +74,8 @@ pub struct phx_event_t {
 pub(crate) struct EventBox {
     pub(crate) ev: phx_event_t,
     storage: Vec<u8>,
+    /// Only state events carry a reason: the rest do not pay for its 272 bytes.
+    reason: Option<Box<phx_reason_t>>,
 }
 
 // SAFETY: the raw pointers point into `storage`, owned by the same box.
@@ -127,10 +130,18 @@ impl EventSpec<'_> {
             reply_status: ptr(reply_status),
             payload: body.map_or(std::ptr::null(), |p| p.bytes_ptr(buf)),
             payload_len: body.map_or(0, Packed::len),
-            reason: self.reason.unwrap_or_else(phx_reason_t::none),
+            reason: std::ptr::null(),
         };
-        // The heap buffer does not move when the Vec does, so the pointers stay valid.
-        Box::new(EventBox { ev, storage })
+        let mut event = Box::new(EventBox {
+            ev,
+            storage,
+            reason: self.reason.map(Box::new),
+        });
+        // Heap buffers do not move when their owners do, so the pointers stay valid.
+        if let Some(reason) = &event.reason {
+            event.ev.reason = &**reason;
+        }
+        event
     }
 }
 
@@ -229,6 +240,8 @@ struct QueueState {
     dropped: u64,
     /// The socket was freed: nothing is queued any more, waiters return.
     closed: bool,
+    /// Threads blocked in `next`: only then is the condition variable signalled.
+    waiters: usize,
 }
 
 /// A socket's event queue.
@@ -254,6 +267,7 @@ impl EventQueue {
                 capacity,
                 dropped: 0,
                 closed: false,
+                waiters: 0,
             }),
             ready: Condvar::new(),
             readiness: Readiness::new(),
@@ -291,8 +305,11 @@ impl EventQueue {
                 r.set();
             }
         }
+        let waiting = st.waiters > 0;
         drop(st);
-        self.ready.notify_one();
+        if waiting {
+            self.ready.notify_one();
+        }
         let wake = lock(&self.wake).clone();
         if let Some(wake) = wake {
             wake.wake();
@@ -338,11 +355,13 @@ impl EventQueue {
             if now >= deadline {
                 return Next::Empty;
             }
+            st.waiters += 1;
             st = self
                 .ready
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.waiters -= 1;
         }
     }
 

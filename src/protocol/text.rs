@@ -58,7 +58,16 @@ pub fn encode_text(
     event: &str,
     payload: &str,
 ) {
-    out.reserve(payload.len() + topic.len() + event.len() + 32);
+    // Exactly the frame's length: a frame whose buffer is full becomes a WebSocket message
+    // without another allocation.
+    let opt_len = |s: Option<&str>| s.map_or(4, json_string_len);
+    let len = opt_len(join_ref)
+        + opt_len(ref_)
+        + json_string_len(topic)
+        + json_string_len(event)
+        + payload.len()
+        + 6;
+    out.reserve_exact(len);
     out.push('[');
     write_opt_string(out, join_ref);
     out.push(',');
@@ -82,6 +91,18 @@ fn write_opt_string(out: &mut String, s: Option<&str>) {
         Some(s) => write_json_string(out, s),
         None => out.push_str("null"),
     }
+}
+
+/// The length of `s` as written by [`write_json_string`].
+fn json_string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
 }
 
 /// Appends `s` as a JSON string literal, escaping as JSON.stringify and serde_json do.
@@ -292,6 +313,19 @@ mod tests {
             decode_text(r#"[null,"1","t","e",{}] x"#),
             Err(DecodeError::Json(_))
         ));
+    }
+
+    #[test]
+    fn frames_are_encoded_into_exactly_their_length() {
+        for (jr, r, topic) in [
+            (Some("1"), Some("22"), "room:\"q\"\n\u{1}"),
+            (None, None, "t"),
+        ] {
+            let mut out = String::new();
+            encode_text(&mut out, jr, r, topic, "ev\\", r#"{"a":[1]}"#);
+            assert_eq!(out.len(), out.capacity(), "{out}");
+            assert!(decode_text(&out).is_ok());
+        }
     }
 
     #[test]

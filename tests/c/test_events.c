@@ -474,7 +474,8 @@ static void test_queue_rules(void) {
     H_OK(phx_channel_join_tagged(c, NULL, H_OP_MS, 1));
     phx_socket_free(s);
     H_EQ_U(ev->kind, PHX_EVENT_SOCKET_STATE);
-    H_EQ_U(ev->reason.kind, PHX_REASON_NONE);
+    H_CHECK(ev->reason != NULL);
+    H_EQ_U(ev->reason->kind, PHX_REASON_NONE);
     phx_event_free(ev);
     phx_channel_free(c);
     h_server_stop(srv);

@@ -359,7 +359,7 @@ pub struct Ev {
     pub reply_status: Option<String>,
     pub payload_kind: u32,
     pub payload: Option<Vec<u8>>,
-    pub reason_kind: u32,
+    pub reason_kind: Option<u32>,
 }
 
 /// Copies and frees an event.
@@ -382,7 +382,14 @@ pub unsafe fn take_event(e: *mut phx_event_t) -> Ev {
         reply_status: s(r.reply_status),
         payload_kind: r.payload_kind,
         payload,
-        reason_kind: r.reason.kind,
+        // Only socket state events carry a reason.
+        reason_kind: if r.kind == phx_event_kind_t::PHX_EVENT_SOCKET_STATE as u32 {
+            assert!(!r.reason.is_null(), "a state event without a reason");
+            Some((*r.reason).kind)
+        } else {
+            assert!(r.reason.is_null(), "only state events carry a reason");
+            None
+        },
     };
     phx_event_free(e);
     ev

@@ -142,6 +142,9 @@ enum Event {
     TimerDue,
 }
 
+/// Events handled at most between two writes of the queued frames.
+const WRITE_BATCH: u32 = 64;
+
 type Opening = Pin<Box<dyn Future<Output = Result<Box<Ws>, DisconnectReason>> + Send>>;
 
 struct Actor {
@@ -171,6 +174,8 @@ struct Actor {
     sleep: Pin<Box<Sleep>>,
     /// Alternates which input is polled first, so neither commands nor frames starve.
     frames_first: bool,
+    /// Events handled since queued frames were last written.
+    unwritten: u32,
     stopped: bool,
 }
 
@@ -203,6 +208,7 @@ pub(crate) async fn run(
         timers: Timers::default(),
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
         frames_first: false,
+        unwritten: 0,
         stopped: false,
     };
     while !actor.stopped {
@@ -222,12 +228,34 @@ impl Actor {
 
     // ---- the event loop -------------------------------------------------------------------
 
+    /// The next event. Frames queued while handling events are written when the inputs are
+    /// idle (or every `WRITE_BATCH` events under a steady inflow), so a burst of pushes or
+    /// replies leaves in one write instead of one system call each.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if let Some(conn) = &mut self.conn {
-            if let Err(e) = conn.poll_write(cx) {
-                return Poll::Ready(Event::ConnLost(connection::reason_of(e)));
+        if self.unwritten >= WRITE_BATCH {
+            if let Err(reason) = self.poll_write(cx) {
+                return Poll::Ready(Event::ConnLost(reason));
             }
         }
+        if let Poll::Ready(ev) = self.poll_input(cx) {
+            self.unwritten += 1;
+            return Poll::Ready(ev);
+        }
+        if let Err(reason) = self.poll_write(cx) {
+            return Poll::Ready(Event::ConnLost(reason));
+        }
+        Poll::Pending
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), DisconnectReason> {
+        self.unwritten = 0;
+        match &mut self.conn {
+            Some(conn) => conn.poll_write(cx).map_err(connection::reason_of),
+            None => Ok(()),
+        }
+    }
+
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         self.frames_first = !self.frames_first;
         if self.frames_first {
             if let Poll::Ready(ev) = self.poll_frame(cx) {
