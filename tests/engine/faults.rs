@@ -96,3 +96,26 @@ async fn slow_server_within_timeouts_still_works() {
     assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
     assert_settled(&socket, 1).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn oversize_frame_from_the_server_drops_the_connection_with_a_clear_reason() {
+    let world = World::new().await;
+    let mut config = world.config();
+    config.max_frame_size = 1024;
+    let (socket, mut sevents) = world.connected_with(config).await;
+    let (ch, mut events) = channel(&socket, "room:lobby");
+    join_ok(&ch).await;
+    // The echo of a 2 KiB payload comes back larger than the client accepts.
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(2048));
+    let d = done(push(&ch, "echo", &big)).await;
+    assert_eq!(d.status, Status::Disconnected);
+    let (_, reason) = sevents.reconnecting().await;
+    match reason {
+        Some(DisconnectReason::Protocol(text)) => assert!(text.contains("too long"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    // Nothing else is lost: the channel rejoins and small frames flow again.
+    let (_, status) = events.rejoin().await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
+}

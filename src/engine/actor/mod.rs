@@ -8,12 +8,14 @@
 //! - `outbound.rs`: encoding frames into the write queue.
 
 mod closing;
+mod fast_map;
 mod inbound;
 mod joins;
 mod lifecycle;
 mod outbound;
 mod pushes;
 
+use fast_map::FastMap;
 use outbound::{format_u64, send_binary, send_text};
 
 use super::connection::{self, Conn, Connector, Ws};
@@ -23,7 +25,7 @@ use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
 use super::Config;
 use crate::protocol::{self, Frame, PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -164,11 +166,11 @@ struct Actor {
     heartbeat_timer: Option<TimerKey>,
     heartbeat_pending: Option<u64>,
     next_ref: u64,
-    channels: HashMap<u64, Chan>,
+    channels: FastMap<u64, Chan>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
-    by_topic: HashMap<Box<str>, Vec<u64>>,
-    awaiting: HashMap<u64, Awaiting>,
-    pushes: HashMap<u64, PushOp>,
+    by_topic: FastMap<Box<str>, Vec<u64>>,
+    awaiting: FastMap<u64, Awaiting>,
+    pushes: FastMap<u64, PushOp>,
     next_op: u64,
     timers: Timers,
     sleep: Pin<Box<Sleep>>,
@@ -200,10 +202,10 @@ pub(crate) async fn run(
         heartbeat_timer: None,
         heartbeat_pending: None,
         next_ref: 0,
-        channels: HashMap::new(),
-        by_topic: HashMap::new(),
-        awaiting: HashMap::new(),
-        pushes: HashMap::new(),
+        channels: FastMap::default(),
+        by_topic: FastMap::default(),
+        awaiting: FastMap::default(),
+        pushes: FastMap::default(),
         next_op: 0,
         timers: Timers::default(),
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
