@@ -257,3 +257,43 @@ async fn bad_token_is_refused_with_403() {
     assert_eq!(reason, Some(DisconnectReason::HttpStatus(403)));
     socket.shutdown_async().await;
 }
+
+/// Threads of this process, from /proc (Linux).
+fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_sockets_share_the_runtime_without_a_thread_each() {
+    let live = Live::start().await;
+    let shared = |token: &str| Socket::new_shared(live.config(token)).expect("valid URL");
+    // The shared runtime starts with the first socket; count threads after that.
+    let first = shared("scale-0");
+    first.connect();
+    let before = thread_count();
+    let sockets: Vec<Socket> = (1..=300).map(|i| shared(&format!("scale-{i}"))).collect();
+    let mut joins = Vec::new();
+    for (i, s) in sockets.iter().enumerate() {
+        s.connect();
+        let (cb, rx) = op();
+        s.channel(&format!("room:scale-{i}"))
+            .join(json("{}"), None, cb)
+            .unwrap();
+        joins.push(rx);
+    }
+    for rx in joins {
+        assert_eq!(done(rx).await.status, Status::Ok);
+    }
+    let after = thread_count();
+    if let (Some(before), Some(after)) = (before, after) {
+        assert!(
+            after <= before + 2,
+            "threads grew from {before} to {after} for 300 sockets"
+        );
+    }
+    for s in sockets.iter().chain([&first]) {
+        s.shutdown_async().await;
+    }
+}
