@@ -6,14 +6,14 @@ impl Actor {
     pub(super) fn leave(&mut self, id: u64, deadline: Instant, on_reply: OnReply) {
         let Some(ch) = self.channels.get_mut(&id) else {
             // Already closed and released: leaving again is a no-op.
-            return complete(on_reply, Failure::of(Status::Ok));
+            return complete(on_reply, Outcome::of(Status::Ok));
         };
         match ch.state {
-            ChannelState::Leaving => return complete(on_reply, Failure::of(Status::StateError)),
+            ChannelState::Leaving => return complete(on_reply, Outcome::of(Status::StateError)),
             ChannelState::Closed if ch.join_completion.is_none() => {
                 // Never joined: nothing to tell the server.
                 self.retire(id);
-                return complete(on_reply, Failure::of(Status::Ok));
+                return complete(on_reply, Outcome::of(Status::Ok));
             }
             _ => {}
         }
@@ -23,13 +23,13 @@ impl Actor {
         self.timers.cancel(ch.rejoin_timer.take());
         let was_joining = ch.state == ChannelState::Joining;
         if let Some(cb) = first_join {
-            complete(cb, Failure::of(Status::LeftBeforeJoin));
+            complete(cb, Outcome::of(Status::LeftBeforeJoin));
         } else if was_joining {
-            self.notify_rejoin(id, Failure::of(Status::LeftBeforeJoin));
+            self.notify_rejoin(id, Outcome::of(Status::LeftBeforeJoin));
         }
-        self.fail_buffered(id, Failure::of(Status::Closed));
+        self.fail_buffered(id, Outcome::of(Status::Closed));
         let Some(ch) = self.channels.get_mut(&id) else {
-            return complete(on_reply, Failure::of(Status::Ok));
+            return complete(on_reply, Outcome::of(Status::Ok));
         };
         match (ch.join_ref, self.conn.is_some()) {
             (Some(_), true) => {
@@ -42,8 +42,8 @@ impl Actor {
             }
             _ => {
                 // Not joined on the server (errored, or offline): closed at once.
-                self.close_channel(id, Failure::of(Status::Closed));
-                complete(on_reply, Failure::of(Status::Ok));
+                self.close_channel(id, Outcome::of(Status::Closed));
+                complete(on_reply, Outcome::of(Status::Ok));
             }
         }
     }
@@ -63,7 +63,7 @@ impl Actor {
                 .get(&id)
                 .is_some_and(|c| c.shared.join_called.load(Ordering::Acquire));
             if joined_once {
-                self.close_channel(id, Failure::of(Status::Closed));
+                self.close_channel(id, Outcome::of(Status::Closed));
             }
         }
         self.reconnect_attempts = 0;
@@ -78,9 +78,9 @@ impl Actor {
 
     // ---- leaving and closing ----------------------------------------------------------------
 
-    pub(super) fn finish_leave(&mut self, id: u64, outcome: Failure<'_>) {
+    pub(super) fn finish_leave(&mut self, id: u64, outcome: Outcome<'_>) {
         let leave = self.channels.get_mut(&id).and_then(|c| c.leave.take());
-        self.close_channel(id, Failure::of(Status::Closed));
+        self.close_channel(id, Outcome::of(Status::Closed));
         if let Some((cb, timer)) = leave {
             self.timers.cancel(Some(timer));
             complete(cb, outcome);
@@ -89,7 +89,7 @@ impl Actor {
 
     /// Closes a channel for good: every operation of it completes with `failure`, it reports
     /// `closed`, and it is released (its handler dropped).
-    pub(super) fn close_channel(&mut self, id: u64, failure: Failure<'_>) {
+    pub(super) fn close_channel(&mut self, id: u64, failure: Outcome<'_>) {
         let Some(ch) = self.channels.get_mut(&id) else {
             return;
         };

@@ -49,7 +49,7 @@ impl Actor {
         match event {
             PHX_CLOSE => {
                 if frame.join_ref.is_some() {
-                    self.close_channel(id, Failure::of(Status::Closed));
+                    self.close_channel(id, Outcome::of(Status::Closed));
                 }
             }
             PHX_ERROR => {
@@ -103,34 +103,8 @@ impl Actor {
         self.awaiting.remove(&r);
         match what {
             Awaiting::Join(id) => self.join_replied(id, reply),
-            Awaiting::Push(op) => {
-                let status = if reply.status == "ok" {
-                    Status::Ok
-                } else {
-                    Status::ReplyError
-                };
-                self.finish_push(
-                    op,
-                    Failure {
-                        status,
-                        reply: Some(reply),
-                    },
-                );
-            }
-            Awaiting::Leave(id) => {
-                let status = if reply.status == "ok" {
-                    Status::Ok
-                } else {
-                    Status::ReplyError
-                };
-                self.finish_leave(
-                    id,
-                    Failure {
-                        status,
-                        reply: Some(reply),
-                    },
-                );
-            }
+            Awaiting::Push(op) => self.finish_push(op, Outcome::replied(reply)),
+            Awaiting::Leave(id) => self.finish_leave(id, Outcome::replied(reply)),
         }
     }
 
@@ -139,16 +113,16 @@ impl Actor {
         let state = self.channels.get(&id).map(|c| c.state);
         match state {
             Some(ChannelState::Joined) => {
-                self.fail_in_flight(id, Failure::of(Status::ChannelErrored));
+                self.fail_in_flight(id, Outcome::of(Status::ChannelErrored));
                 self.clear_join_ref(id);
                 self.set_channel_state(id, ChannelState::Errored);
                 self.schedule_rejoin(id);
             }
             Some(ChannelState::Joining) => {
-                self.fail_in_flight(id, Failure::of(Status::ChannelErrored));
-                self.attempt_failed_for(id, Failure::of(Status::ChannelErrored), false);
+                self.fail_in_flight(id, Outcome::of(Status::ChannelErrored));
+                self.attempt_failed_for(id, Outcome::of(Status::ChannelErrored), false);
             }
-            Some(ChannelState::Leaving) => self.finish_leave(id, Failure::of(Status::Ok)),
+            Some(ChannelState::Leaving) => self.finish_leave(id, Outcome::of(Status::Ok)),
             _ => {}
         }
     }

@@ -5,10 +5,10 @@ use super::*;
 impl Actor {
     pub(super) fn join(&mut self, id: u64, payload: Body, deadline: Instant, on_reply: OnReply) {
         let Some(ch) = self.channels.get_mut(&id) else {
-            return complete(on_reply, Failure::of(Status::StateError));
+            return complete(on_reply, Outcome::of(Status::StateError));
         };
         if ch.state != ChannelState::Closed || ch.join_completion.is_some() {
-            return complete(on_reply, Failure::of(Status::StateError));
+            return complete(on_reply, Outcome::of(Status::StateError));
         }
         ch.join_payload = payload;
         ch.join_completion = Some(on_reply);
@@ -59,14 +59,7 @@ impl Actor {
         }
         self.timers.cancel(ch.join_timer.take());
         let first = ch.join_completion.take();
-        let outcome = Failure {
-            status: if reply.status == "ok" {
-                Status::Ok
-            } else {
-                Status::ReplyError
-            },
-            reply: Some(reply),
-        };
+        let outcome = Outcome::replied(reply);
         if outcome.status == Status::Ok {
             ch.rejoin_attempts = 0;
             self.set_channel_state(id, ChannelState::Joined);
@@ -84,13 +77,13 @@ impl Actor {
         }
         if outcome.status != Status::Ok {
             // Refused: closed for good, so the app can take a fresh instance and try again.
-            self.close_channel(id, Failure::of(Status::Closed));
+            self.close_channel(id, Outcome::of(Status::Closed));
         }
     }
 
     /// The current join attempt failed (timeout, socket drop): the channel is errored, the
     /// pushes buffered for the attempt fail with its status, and a rejoin follows.
-    pub(super) fn attempt_failed_for(&mut self, id: u64, failure: Failure<'_>, tell_server: bool) {
+    pub(super) fn attempt_failed_for(&mut self, id: u64, failure: Outcome<'_>, tell_server: bool) {
         let Some(ch) = self.channels.get_mut(&id) else {
             return;
         };

@@ -70,7 +70,7 @@ impl Actor {
         let awaiting: Vec<(u64, Awaiting)> = self.awaiting.drain().collect();
         for (_, what) in &awaiting {
             if let Awaiting::Push(op) = *what {
-                self.finish_push(op, Failure::of(Status::Disconnected));
+                self.finish_push(op, Outcome::of(Status::Disconnected));
             }
         }
         let ids: Vec<u64> = self.channels.keys().copied().collect();
@@ -84,9 +84,9 @@ impl Actor {
                     self.set_channel_state(id, ChannelState::Errored);
                 }
                 ChannelState::Joining if ch.join_ref.is_some() => {
-                    self.attempt_failed_for(id, Failure::of(Status::Disconnected), false);
+                    self.attempt_failed_for(id, Outcome::of(Status::Disconnected), false);
                 }
-                ChannelState::Leaving => self.finish_leave(id, Failure::of(Status::Disconnected)),
+                ChannelState::Leaving => self.finish_leave(id, Outcome::of(Status::Disconnected)),
                 ChannelState::Errored => {
                     let timer = self
                         .channels
@@ -133,7 +133,7 @@ impl Actor {
                 if let Some(ch) = self.channels.get_mut(&id) {
                     ch.join_timer = None;
                     if ch.state == ChannelState::Joining {
-                        self.attempt_failed_for(id, Failure::of(Status::Timeout), true);
+                        self.attempt_failed_for(id, Outcome::of(Status::Timeout), true);
                     }
                 }
             }
@@ -142,13 +142,13 @@ impl Actor {
                     if let Some(r) = p.sent_ref {
                         self.awaiting.remove(&r);
                     }
-                    self.finish_push(op, Failure::of(Status::Timeout));
+                    self.finish_push(op, Outcome::of(Status::Timeout));
                 }
             }
             Timer::LeaveTimeout(id) => {
                 if let Some((cb, _)) = self.channels.get_mut(&id).and_then(|c| c.leave.take()) {
-                    self.close_channel(id, Failure::of(Status::Closed));
-                    complete(cb, Failure::of(Status::Timeout));
+                    self.close_channel(id, Outcome::of(Status::Closed));
+                    complete(cb, Outcome::of(Status::Timeout));
                 }
             }
             Timer::Rejoin(id) => {

@@ -120,16 +120,31 @@ struct Chan {
     leave: Option<(OnReply, TimerKey)>,
 }
 
-/// Why an operation ended without its own reply, and what to hand its completion.
+/// How an operation ended: the status and, when the server answered, its reply.
 #[derive(Clone, Copy)]
-struct Failure<'a> {
+struct Outcome<'a> {
     status: Status,
     reply: Option<ReplyRef<'a>>,
 }
 
-impl Failure<'static> {
+impl<'a> Outcome<'a> {
+    /// The server's answer: `Ok` for status `"ok"`, `ReplyError` for any other.
+    fn replied(reply: ReplyRef<'a>) -> Self {
+        let status = if reply.status == "ok" {
+            Status::Ok
+        } else {
+            Status::ReplyError
+        };
+        Outcome {
+            status,
+            reply: Some(reply),
+        }
+    }
+}
+
+impl Outcome<'static> {
     fn of(status: Status) -> Self {
-        Failure {
+        Outcome {
             status,
             reply: None,
         }
@@ -381,7 +396,7 @@ impl Actor {
                         Command::Join { on_reply, .. }
                         | Command::Push { on_reply, .. }
                         | Command::Leave { on_reply, .. } => {
-                            complete(on_reply, Failure::of(Status::Closed))
+                            complete(on_reply, Outcome::of(Status::Closed))
                         }
                         Command::Shutdown(Some(other)) => other.send(),
                         _ => {}
@@ -446,7 +461,7 @@ impl Actor {
         }
     }
 
-    fn notify_rejoin(&mut self, id: u64, outcome: Failure<'_>) {
+    fn notify_rejoin(&mut self, id: u64, outcome: Outcome<'_>) {
         if let Some(h) = self.channels.get(&id).and_then(|c| c.handler.clone()) {
             call_user(|| h.on_rejoin(outcome.status, outcome.reply));
         }
@@ -479,6 +494,6 @@ fn call_user(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
 }
 
-fn complete(on_reply: OnReply, outcome: Failure<'_>) {
+fn complete(on_reply: OnReply, outcome: Outcome<'_>) {
     call_user(|| on_reply(outcome.status, outcome.reply));
 }

@@ -14,10 +14,10 @@ impl Actor {
         let state = self.channels.get(&id).map(|c| c.state);
         match state {
             Some(ChannelState::Joined | ChannelState::Joining | ChannelState::Errored) => {}
-            _ => return complete(on_reply, Failure::of(Status::StateError)),
+            _ => return complete(on_reply, Outcome::of(Status::StateError)),
         }
         if deadline <= Instant::now() {
-            return complete(on_reply, Failure::of(Status::Timeout));
+            return complete(on_reply, Outcome::of(Status::Timeout));
         }
         self.next_op += 1;
         let op_id = self.next_op;
@@ -76,7 +76,7 @@ impl Actor {
         }
     }
 
-    pub(super) fn fail_buffered(&mut self, id: u64, failure: Failure<'_>) {
+    pub(super) fn fail_buffered(&mut self, id: u64, failure: Outcome<'_>) {
         let Some(ch) = self.channels.get_mut(&id) else {
             return;
         };
@@ -87,7 +87,7 @@ impl Actor {
     }
 
     /// Fails the pushes of channel `id` that are on the wire.
-    pub(super) fn fail_in_flight(&mut self, id: u64, failure: Failure<'_>) {
+    pub(super) fn fail_in_flight(&mut self, id: u64, failure: Outcome<'_>) {
         let refs: Vec<(u64, u64)> = self
             .awaiting
             .iter()
@@ -104,7 +104,7 @@ impl Actor {
         }
     }
 
-    pub(super) fn finish_push(&mut self, op_id: u64, outcome: Failure<'_>) {
+    pub(super) fn finish_push(&mut self, op_id: u64, outcome: Outcome<'_>) {
         if let Some(op) = self.pushes.remove(&op_id) {
             self.timers.cancel(Some(op.timer));
             complete(op.on_reply, outcome);
