@@ -8,7 +8,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use phx_testserver::{Config, LogFrame, TestServer};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -430,26 +430,16 @@ async fn idle_timeout_is_configurable_and_reset_by_any_frame() {
 
 #[tokio::test]
 async fn the_binary_prints_its_url_and_exits_on_stdin_eof() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_phx-testserver"))
-        .args([
-            "--port",
-            "0",
-            "--exit-on-stdin-eof",
-            "--idle-timeout-ms",
-            "60000",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn phx-testserver");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines.next_line().await.unwrap().expect("a first line");
-    let addr = url
-        .strip_prefix("ws://")
-        .and_then(|r| r.strip_suffix("/socket/websocket"))
-        .unwrap_or_else(|| panic!("not a WebSocket URL: {url:?}"));
-    let mut io = TcpStream::connect(addr).await.unwrap();
+    let args = [
+        "--port",
+        "0",
+        "--exit-on-stdin-eof",
+        "--idle-timeout-ms",
+        "60000",
+    ]
+    .map(std::ffi::OsStr::new);
+    let (mut child, addr, mut lines) = spawn_binary(&args, "ws").await;
+    let mut io = TcpStream::connect(&addr).await.unwrap();
     let resp = request(&mut io, "GET", "/control/stats", &[]).await;
     assert_eq!(resp.status, 200);
     let mut io = TcpStream::connect(addr).await.unwrap();

@@ -7,7 +7,7 @@ use common::*;
 use phx_testserver::{Config, TestServer};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -133,24 +133,16 @@ async fn the_binary_serves_tls_and_writes_its_certificate() {
     let dir = std::env::temp_dir().join(format!("phx-testserver-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cert_file = dir.join("cert.pem");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_phx-testserver"))
-        .args(["--tls", "--cert-out"])
-        .arg(&cert_file)
-        .arg("--exit-on-stdin-eof")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn phx-testserver");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines.next_line().await.unwrap().expect("a first line");
-    let addr = url
-        .strip_prefix("wss://")
-        .and_then(|r| r.strip_suffix("/socket/websocket"))
-        .unwrap_or_else(|| panic!("not a wss URL: {url:?}"));
+    let args = [
+        "--tls".as_ref(),
+        "--cert-out".as_ref(),
+        cert_file.as_os_str(),
+        "--exit-on-stdin-eof".as_ref(),
+    ];
+    let (mut child, addr, _) = spawn_binary(&args, "wss").await;
     // Written before the URL is printed.
     let pem = std::fs::read_to_string(&cert_file).unwrap();
-    let mut io = tls_connect(addr, "localhost", &pem).await.unwrap();
+    let mut io = tls_connect(&addr, "localhost", &pem).await.unwrap();
     assert_eq!(
         request(&mut io, "GET", "/control/stats", &[]).await.status,
         200

@@ -203,3 +203,32 @@ pub fn from_hex(s: &str) -> Vec<u8> {
         .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
         .collect()
 }
+
+/// The rest of a spawned server's stdout, line by line.
+pub type StdoutLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts the `phx-testserver` binary with `args` (stdin piped, so closing it stops the
+/// server) and returns it, the address from the URL on its first stdout line (the URL's
+/// scheme checked) and the rest of its stdout.
+pub async fn spawn_binary(
+    args: &[&std::ffi::OsStr],
+    scheme: &str,
+) -> (tokio::process::Child, String, StdoutLines) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_phx-testserver"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn phx-testserver");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next_line().await.unwrap().expect("a first line");
+    let addr = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .and_then(|r| r.strip_suffix("/socket/websocket"))
+        .unwrap_or_else(|| panic!("not a {scheme} URL: {url:?}"))
+        .to_owned();
+    (child, addr, lines)
+}
