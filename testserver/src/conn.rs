@@ -13,7 +13,7 @@
 
 use crate::http::{self, Request};
 use crate::json::{self, Json};
-use crate::state::{Broadcast, ConnMsg, Payload, Shared};
+use crate::state::{Broadcast, ConnMsg, Payload, ReadStops, Shared};
 use crate::LogFrame;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::borrow::Cow;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -61,6 +61,8 @@ struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.shared.hub().remove_conn(self.conn);
+        // A stop aimed at this connection alone ends with it (numbers are never reused).
+        self.shared.set_stop_reading_for(self.conn, false);
     }
 }
 
@@ -126,6 +128,12 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: Vec<u
         }
     })
     .await;
+}
+
+/// Resolves once the stop-reading fault lets connection `conn` read (the closing handshake
+/// waits for the client's answer only then).
+async fn until_reading(stops: &mut watch::Receiver<ReadStops>, conn: u64) {
+    let _ = stops.wait_for(|s| !s.stops(conn)).await;
 }
 
 /// Reads and discards until EOF (or an error).
@@ -308,6 +316,7 @@ where
     };
     let ws = WebSocketStream::from_partially_read(io, req.rest, Role::Server, Some(config)).await;
     let idle = Box::pin(tokio::time::sleep(shared.config.idle_timeout));
+    let stops = shared.read_stops();
     Conn {
         shared,
         id,
@@ -321,6 +330,8 @@ where
         pending: VecDeque::new(),
         dirty: false,
         idle,
+        stops,
+        reading: true,
     }
     .run()
     .await;
@@ -463,7 +474,12 @@ struct Conn<S> {
     pending: VecDeque<(Instant, Message)>,
     /// Frames were written since the last flush.
     dirty: bool,
+    /// Suspended while reading is stopped: the client is not the one keeping quiet.
     idle: Pin<Box<Sleep>>,
+    /// The stop-reading fault, watched for changes.
+    stops: watch::Receiver<ReadStops>,
+    /// Whether frames were being read as of the last look at `stops`.
+    reading: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
@@ -486,11 +502,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     }
                     None => frame.push(0),
                 }
+                let (mut stops, id) = (self.stops.clone(), self.id);
                 let io = self.ws.get_mut();
                 io.discard = false;
                 let _ = timeout(LINGER, async {
                     if io.write_all(&frame).await.is_ok() && io.flush().await.is_ok() {
                         let _ = io.shutdown().await;
+                        until_reading(&mut stops, id).await;
                         drain(io).await;
                     }
                 })
@@ -532,6 +550,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     /// While leaves are unanswered: the next frame if one is already waiting (the socket process
     /// handles it before the channels get to answer), else the leaves' answers.
     async fn continue_batch(&mut self) -> Step {
+        if !self.sync_reading() {
+            return self.finish_leaves().await;
+        }
         match self.ws.next().now_or_never() {
             Some(frame) => {
                 let silence = self.sync_silence();
@@ -545,6 +566,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     /// falling due, the idle timeout, or a frame from the client.
     async fn next_event(&mut self) -> Step {
         let due = self.pending.front().map(|(t, _)| *t);
+        let reading = self.sync_reading();
         tokio::select! {
             biased;
             m = self.rx.recv() => match m {
@@ -562,12 +584,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 self.sync_silence();
                 self.send_due().await.map(|_| Flow::Continue)
             }
-            _ = &mut self.idle => Ok(Flow::Close(1002)),
-            frame = self.ws.next() => {
+            // Looked at again on the next turn.
+            Ok(()) = self.stops.changed() => Ok(Flow::Continue),
+            _ = &mut self.idle, if reading => Ok(Flow::Close(1002)),
+            frame = self.ws.next(), if reading => {
                 let silence = self.sync_silence();
                 self.on_frame(frame, silence).await
             }
         }
+    }
+
+    /// Applies the stop-reading fault as it is now: whether frames may be read. The idle timer
+    /// starts over when reading resumes.
+    fn sync_reading(&mut self) -> bool {
+        let reading = !self.stops.borrow_and_update().stops(self.id);
+        if reading && !self.reading {
+            let deadline = Instant::now() + self.shared.config.idle_timeout;
+            self.idle.as_mut().reset(deadline);
+        }
+        self.reading = reading;
+        reading
     }
 
     /// Applies the silence fault as it is now. Only called between steps, when the write buffer
@@ -596,12 +632,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             reason: "".into(),
         };
         let _ = self.ws.send(Message::Close(Some(frame))).await;
+        let (mut stops, id) = (self.stops.clone(), self.id);
         let _ = timeout(LINGER, async {
             if ended {
                 let io = self.ws.get_mut();
                 let _ = io.shutdown().await;
+                until_reading(&mut stops, id).await;
                 drain(io).await;
             } else {
+                until_reading(&mut stops, id).await;
                 while let Some(Ok(_)) = self.ws.next().await {}
             }
         })
