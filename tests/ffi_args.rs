@@ -597,19 +597,45 @@ fn event_queue_when_empty() {
     }
 }
 
+/// Waits until `n` threads are blocked in a wait of socket `s`.
+fn until_blocked(s: *mut phx_socket_t, n: usize) {
+    let ok = wait_until(Duration::from_secs(5), || unsafe {
+        phx::ffi::testing::blocked_waiters(s) == n
+    });
+    assert!(ok, "{n} waiter(s) never blocked");
+}
+
+/// Calls blocked in `phx_socket_next_event` and `phx_socket_connect_wait` when the socket is
+/// freed return `PHX_ERR_CLOSED` (they hold what they use: run under ASan and valgrind by
+/// the C suite's `free_while_waiting` too).
 #[test]
-fn next_event_returns_closed_when_the_socket_is_freed() {
+fn blocked_calls_return_closed_when_the_socket_is_freed() {
     unsafe {
-        let s = socket(DEAD_URL);
-        assert_eq!(phx_socket_events_enable(s, 4, None, null_mut(), None), OK);
-        let addr = s as usize;
-        let waiter = std::thread::spawn(move || {
-            let mut e = null_mut();
-            phx_socket_next_event(addr as *mut phx_socket_t, 10_000, &mut e)
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        phx_socket_free(s);
-        assert_eq!(waiter.join().unwrap(), CLOSED);
+        for round in 0..20 {
+            // Nothing happens on this socket: its queue stays empty.
+            let quiet = socket(DEAD_URL);
+            assert_eq!(
+                phx_socket_events_enable(quiet, 4, None, null_mut(), None),
+                OK
+            );
+            let addr = quiet as usize;
+            let next = std::thread::spawn(move || {
+                let mut e = null_mut();
+                let st = phx_socket_next_event(addr as *mut phx_socket_t, u64::MAX, &mut e);
+                (st, e.is_null())
+            });
+            let connecting = socket(DEAD_URL);
+            let addr = connecting as usize;
+            let connect = std::thread::spawn(move || {
+                phx_socket_connect_wait(addr as *mut phx_socket_t, 60_000)
+            });
+            until_blocked(quiet, 1);
+            until_blocked(connecting, 1);
+            phx_socket_free(quiet);
+            phx_socket_free(connecting);
+            assert_eq!(next.join().unwrap(), (CLOSED, true), "round {round}");
+            assert_eq!(connect.join().unwrap(), CLOSED, "round {round}");
+        }
     }
 }
 
@@ -620,14 +646,25 @@ fn socket_events_and_overflow_without_a_server() {
         assert_eq!(phx_socket_events_enable(s, 2, None, null_mut(), None), OK);
         let mut fd = -1;
         assert_eq!(phx_socket_event_fd(s, &mut fd), OK);
-        // connecting, reconnecting, disconnected, connecting, reconnecting, disconnected...
+        let states = record_socket(s);
+        // connecting, (reconnecting,) disconnected, three times: more than the queue holds.
         for _ in 0..3 {
             assert_eq!(phx_socket_connect(s), OK);
-            std::thread::sleep(Duration::from_millis(30));
             assert_eq!(phx_socket_disconnect(s), OK);
         }
-        assert!(wait_until(Duration::from_secs(2), || readable(fd)));
-        std::thread::sleep(Duration::from_millis(100));
+        // The socket callbacks run after the queue took (or dropped) each event.
+        let disconnected = Seen::SocketState(
+            phx_socket_state_t::PHX_SOCKET_DISCONNECTED as u32,
+            Some((
+                phx_reason_kind_t::PHX_REASON_CLIENT_CLOSED as u32,
+                0,
+                "closed by client".into(),
+            )),
+        );
+        assert!(wait_until(Duration::from_secs(2), || {
+            states.count(|e| *e == disconnected) == 3
+        }));
+        assert!(readable(fd));
         let mut got = Vec::new();
         loop {
             let mut e = null_mut();
@@ -706,14 +743,14 @@ fn connect_wait_times_out_and_reports_the_reason() {
         );
         assert_eq!(text(reason.text.as_ptr()).len(), reason.text_len);
         assert!(reason.text_len > 0);
-        // A disconnect from another thread ends the wait with PHX_ERR_CLOSED.
+        // A disconnect from another thread, made while the wait is under way, ends it with
+        // PHX_ERR_CLOSED.
         let addr = s as usize;
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            phx_socket_disconnect(addr as *mut phx_socket_t)
-        });
-        assert_eq!(phx_socket_connect_wait(s, 5000), CLOSED);
-        assert_eq!(t.join().unwrap(), OK);
+        let waiter =
+            std::thread::spawn(move || phx_socket_connect_wait(addr as *mut phx_socket_t, 5000));
+        until_blocked(s, 1);
+        assert_eq!(phx_socket_disconnect(s), OK);
+        assert_eq!(waiter.join().unwrap(), CLOSED);
         phx_socket_free(s);
     }
 }

@@ -638,6 +638,8 @@ fn socket_free_inside_its_own_state_callback() {
         assert!(pending.wait_for(T, |x| *x == Seen::Reply(closed, None)));
         let calls = ctx.calls.load(Ordering::SeqCst);
         let channel_calls = crec.snapshot().len();
+        // An absence (no late callback, no second completion) has no event to await: it can
+        // only be shown by watching for a while.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(ctx.calls.load(Ordering::SeqCst), calls);
         assert_eq!(crec.snapshot().len(), channel_calls);
@@ -704,6 +706,7 @@ fn no_callback_runs_after_socket_free_returns() {
             crec.snapshot().len(),
             wake.snapshot().len(),
         );
+        // No callback after free: an absence, shown only by watching for a while.
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
             counts,
@@ -797,6 +800,8 @@ fn operations_racing_with_socket_free_complete_exactly_once() {
                     assert_eq!(st, OK);
                 }
             });
+            // Not synchronisation: a varying head start, so the free lands at a different
+            // point of the push stream each round.
             std::thread::sleep(Duration::from_millis(5 + round % 7));
             phx_socket_free(s);
             let counters = pusher.join().unwrap();
@@ -814,6 +819,7 @@ fn operations_racing_with_socket_free_complete_exactly_once() {
                     .sum::<usize>()
             };
             assert!(wait_until(T, || total() >= expected), "round {round}");
+            // A second completion would come after the first: watch a while (an absence).
             std::thread::sleep(Duration::from_millis(20));
             for (st, n) in &counters {
                 let times = n.load(Ordering::SeqCst);
@@ -871,6 +877,210 @@ fn wss_with_a_private_ca_set_through_the_options() {
             .to_string_lossy()
             .into_owned();
         assert!(text.contains("certificate"), "{text}");
+        phx_socket_free(s);
+    }
+}
+
+const STATE: phx_status_t = phx_status_t::PHX_ERR_STATE;
+
+unsafe fn channel_state_of(ch: *mut phx_channel_t) -> u32 {
+    let mut st = 99;
+    assert_eq!(phx_channel_state(ch, &mut st), OK);
+    st
+}
+
+unsafe fn socket_state_of(s: *mut phx_socket_t) -> u32 {
+    let mut st = 99;
+    assert_eq!(phx_socket_state(s, &mut st), OK);
+    st
+}
+
+/// The seed's recipe after an intentional disconnect, from C: every effect is visible when
+/// `phx_socket_disconnect` returns, and `phx_socket_connect_wait` right after it connects.
+#[test]
+fn disconnect_takes_effect_before_it_returns() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        for round in 0..20 {
+            let ch = joined(s, "room:lobby");
+            let rec = Recorder::new();
+            assert_eq!(phx_socket_disconnect(s), OK);
+            let disconnected = phx_socket_state_t::PHX_SOCKET_DISCONNECTED as u32;
+            assert_eq!(socket_state_of(s), disconnected, "round {round}");
+            let closed = phx_channel_state_t::PHX_CHANNEL_CLOSED as u32;
+            assert_eq!(channel_state_of(ch), closed, "round {round}");
+            let st = phx_channel_push(
+                ch,
+                c("echo").as_ptr(),
+                c("{}").as_ptr(),
+                0,
+                Some(on_reply_once),
+                rec.user_data(),
+            );
+            assert_eq!(st, STATE, "round {round}: push() fails at once");
+            drop(Arc::from_raw(Arc::as_ptr(&rec))); // the reference the refused call kept
+            let fresh = channel(s, "room:lobby");
+            assert_ne!(fresh, ch, "round {round}: a fresh instance");
+            assert_ne!(phx_channel_id(fresh), phx_channel_id(ch));
+            assert_eq!(phx_socket_connect_wait(s, 5000), OK, "round {round}");
+            assert_eq!(
+                phx_channel_join_wait(fresh, null(), 5000, null_mut()),
+                OK,
+                "round {round}"
+            );
+            assert_eq!(phx_channel_leave_wait(fresh, 5000), OK);
+            assert!(rec.snapshot().is_empty(), "a refused push never completes");
+            phx_channel_free(ch);
+            phx_channel_free(fresh);
+        }
+        phx_socket_free(s);
+    }
+}
+
+/// A call that fails returns its status and never also completes: a second leave, a join
+/// after a leave, on joined and never-joined channels, in every form.
+#[test]
+fn failing_calls_never_complete() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        assert_eq!(phx_socket_events_enable(s, 64, None, null_mut(), None), OK);
+        let completions = Recorder::new();
+        let cb = || (Some(on_reply_once as _), completions.user_data());
+        let refused = |st: phx_status_t, ud: *mut c_void| {
+            assert_eq!(st, STATE);
+            drop(Arc::from_raw(ud as *const Recorder));
+        };
+
+        let never = channel(s, "room:never");
+        let (f, ud) = cb();
+        assert_eq!(phx_channel_leave(never, 0, f, ud), OK);
+        let (f, ud) = cb();
+        refused(phx_channel_leave(never, 0, f, ud), ud);
+        let (f, ud) = cb();
+        refused(phx_channel_join(never, null(), 0, f, ud), ud);
+        assert_eq!(phx_channel_join_tagged(never, null(), 0, 7), STATE);
+        assert_eq!(phx_channel_leave_tagged(never, 0, 8), STATE);
+        assert_eq!(phx_channel_join_wait(never, null(), 0, null_mut()), STATE);
+        assert_eq!(phx_channel_leave_wait(never, 0), STATE);
+
+        let ch = joined(s, "room:lobby");
+        let (f, ud) = cb();
+        assert_eq!(phx_channel_leave(ch, 0, f, ud), OK);
+        let leaving = phx_channel_state_t::PHX_CHANNEL_LEAVING as u32;
+        assert_eq!(channel_state_of(ch), leaving);
+        let (f, ud) = cb();
+        refused(phx_channel_leave(ch, 0, f, ud), ud);
+        let (f, ud) = cb();
+        refused(
+            phx_channel_push(ch, c("echo").as_ptr(), c("{}").as_ptr(), 0, f, ud),
+            ud,
+        );
+        assert_eq!(phx_channel_leave_tagged(ch, 0, 9), STATE);
+
+        // Exactly the two accepted leaves complete, and no tagged reply is queued.
+        assert!(wait_until(T, || completions.count(|_| true) == 2));
+        assert!(completions
+            .snapshot()
+            .iter()
+            .all(|x| *x == Seen::Reply(OK as u32, None) || matches!(x, Seen::Reply(0, Some(_)))));
+        let mut others = Vec::new();
+        let closed = next_matching(s, T, &mut others, |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_CHANNEL_STATE as u32
+                && e.state == phx_channel_state_t::PHX_CHANNEL_CLOSED as u32
+                && e.channel_id == phx_channel_id(ch)
+        });
+        assert!(closed.is_some(), "the left channel closes");
+        assert!(
+            others
+                .iter()
+                .all(|e| e.kind != phx_event_kind_t::PHX_EVENT_REPLY as u32),
+            "no tagged reply for a refused call: {others:?}"
+        );
+        phx_channel_free(never);
+        phx_channel_free(ch);
+        phx_socket_free(s);
+    }
+}
+
+/// Events and tagged replies name the channel instance: the events of an old instance that
+/// closed and of the fresh instance of the same topic that joined next are told apart.
+#[test]
+fn events_name_the_channel_instance() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        assert_eq!(phx_socket_events_enable(s, 256, None, null_mut(), None), OK);
+        let old = joined(s, "room:lobby");
+        let old_id = phx_channel_id(old);
+        assert_ne!(old_id, 0);
+        assert_eq!(phx_channel_id(null()), 0);
+        assert_eq!(phx_channel_leave_tagged(old, 0, 1), OK);
+        let mut seen = Vec::new();
+        let is_reply = |e: &Ev| e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32;
+        let left = next_matching(s, T, &mut seen, is_reply).expect("the leave completes");
+        assert_eq!((left.tag, left.channel_id), (1, old_id));
+        let fresh = channel(s, "room:lobby");
+        let fresh_id = phx_channel_id(fresh);
+        assert_ne!(fresh_id, old_id, "a new instance, a new id");
+        assert_eq!(phx_channel_join_tagged(fresh, null(), 0, 2), OK);
+        let joined = next_matching(s, T, &mut seen, is_reply).expect("the join completes");
+        assert_eq!((joined.tag, joined.channel_id), (2, fresh_id));
+        let states = |id: u64| -> Vec<u32> {
+            seen.iter()
+                .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_CHANNEL_STATE as u32)
+                .filter(|e| e.channel_id == id)
+                .map(|e| e.state)
+                .collect()
+        };
+        use phx_channel_state_t::*;
+        assert_eq!(
+            states(old_id),
+            [
+                PHX_CHANNEL_JOINING,
+                PHX_CHANNEL_JOINED,
+                PHX_CHANNEL_LEAVING,
+                PHX_CHANNEL_CLOSED
+            ]
+            .map(|s| s as u32)
+        );
+        assert_eq!(
+            states(fresh_id),
+            [PHX_CHANNEL_JOINING as u32, PHX_CHANNEL_JOINED as u32]
+        );
+        phx_channel_free(old);
+        phx_channel_free(fresh);
+        phx_socket_free(s);
+    }
+}
+
+/// Handles of channels never joined release them: touching 1000 topics leaves nothing behind.
+#[test]
+fn freed_unjoined_channels_are_released() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        let kept = joined(s, "room:kept");
+        for i in 0..1000 {
+            let a = channel(s, &format!("room:t{i}"));
+            let b = channel(s, &format!("room:t{i}"));
+            assert_eq!(a, b);
+            phx_channel_free(a);
+            phx_channel_free(b);
+        }
+        assert!(wait_until(T, || phx::ffi::testing::tracked_channels(s) == (1, 1)));
+        // A joined channel stays without handles, callbacks and all, and a new handle to it is
+        // the same instance.
+        let id = phx_channel_id(kept);
+        phx_channel_free(kept);
+        let again = channel(s, "room:kept");
+        assert_eq!(phx_channel_id(again), id);
+        assert_eq!(
+            channel_state_of(again),
+            phx_channel_state_t::PHX_CHANNEL_JOINED as u32
+        );
+        phx_channel_free(again);
         phx_socket_free(s);
     }
 }

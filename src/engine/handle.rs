@@ -421,6 +421,18 @@ impl Socket {
         stats
     }
 
+    /// Threads blocked in [`Socket::connect_wait`] (for tests and diagnostics).
+    #[doc(hidden)]
+    pub fn blocked_waiters(&self) -> usize {
+        self.shared.control().waiters
+    }
+
+    /// Channel instances the handles' cache tracks (for tests and diagnostics).
+    #[doc(hidden)]
+    pub fn tracked_channels(&self) -> usize {
+        self.shared.tracked_channels()
+    }
+
     fn is_shut_down(&self) -> bool {
         self.shared.shut_down.load(Ordering::Acquire)
     }

@@ -90,6 +90,11 @@ impl SocketCore {
         drop(channels);
     }
 
+    /// Channel instances the C handles' cache holds.
+    pub(crate) fn cached_channels(&self) -> usize {
+        lock(&self.channels).len()
+    }
+
     /// The C handle of engine channel `channel`: the existing one (a new reference), or a new
     /// one whose handler is installed before it is returned, so it sees every event.
     pub(crate) fn handle_for(self: &Arc<Self>, channel: Channel) -> Arc<phx_channel_t> {

@@ -67,6 +67,30 @@ pub use types::*;
 
 use std::ffi::c_char;
 
+/// Introspection for libphx's own tests: not part of the C API (nothing here is exported to C).
+#[doc(hidden)]
+pub mod testing {
+    use super::handles::phx_socket_t;
+
+    /// Threads blocked in `phx_socket_next_event` and `phx_socket_connect_wait` on `s`.
+    ///
+    /// # Safety
+    /// `s` is a live socket.
+    pub unsafe fn blocked_waiters(s: *const phx_socket_t) -> usize {
+        let s = &*s;
+        s.core.events.get().map_or(0, |q| q.waiters()) + s.socket.blocked_waiters()
+    }
+
+    /// Channel instances `s` tracks: the engine's live table and the C handles' cache.
+    ///
+    /// # Safety
+    /// `s` is a live socket.
+    pub unsafe fn tracked_channels(s: *const phx_socket_t) -> (usize, usize) {
+        let s = &*s;
+        (s.socket.tracked_channels(), s.core.cached_channels())
+    }
+}
+
 /// The library's version, `"MAJOR.MINOR.PATCH"` (the same as the `PHX_VERSION_*` macros of
 /// the header it was built with). Static text: never NULL, never to be freed. Any thread.
 #[no_mangle]

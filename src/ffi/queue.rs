@@ -348,6 +348,11 @@ impl EventQueue {
         }
     }
 
+    /// Threads blocked in [`EventQueue::next`].
+    pub(crate) fn waiters(&self) -> usize {
+        lock(&self.state).waiters
+    }
+
     /// Takes the oldest event, waiting up to `timeout_ms` (0: not at all).
     pub(crate) fn next(&self, timeout_ms: u64) -> Next {
         let deadline = Instant::now() + millis(timeout_ms);

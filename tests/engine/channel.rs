@@ -137,19 +137,30 @@ async fn slow_join_with_short_timeout_ignores_the_late_reply_and_close() {
     // room:slow answers after 3 s; with a 1 s timeout the client leaves that join. The server
     // then sends the late join reply and, after our phx_leave, a phx_close for the old
     // join_ref: both are stale and must not close the channel that rejoins.
+    //
+    // This is the transcript's "join slow, then leave and rejoin pipelined behind it": the
+    // client's frames are the captured ones, and a real server answers in that order (no reply
+    // to the leave, the rejoin's reply at +6 s, then the old join_ref's phx_close).
     let world = World::new().await;
     let (socket, _events) = world.connected().await;
     let (ch, mut events) = channel(&socket, "room:slow");
     let (cb, rx) = op();
+    let start = tokio::time::Instant::now();
     ch.join(json("{}"), Some(secs(1)), cb).unwrap();
-    assert_eq!(done(rx).await.status, Status::Timeout);
-    let (_, status) = events.rejoin().await;
-    assert_eq!(status, Status::Ok);
+    let d = done(rx).await;
+    assert_eq!((d.status, d.at - start), (Status::Timeout, secs(1)));
+    let (at, status) = events.rejoin().await;
+    assert_eq!((status, at - start), (Status::Ok, secs(6)));
     assert_eq!(ch.state(), ChannelState::Joined);
-    let leaves = world.frames_with_event("phx_leave");
-    let joins = world.frames_with_event("phx_join");
-    assert_eq!(leaves.len(), 1);
-    assert_eq!(leaves[0][0], joins[0][0]);
+    assert_eq!(
+        world.frames(),
+        [
+            r#"["1","1","room:slow","phx_join",{}]"#,
+            r#"["1","2","room:slow","phx_leave",{}]"#,
+            r#"["3","3","room:slow","phx_join",{}]"#,
+        ],
+        "the transcript's client frames"
+    );
     tokio::time::sleep(secs(5)).await;
     assert_eq!(ch.state(), ChannelState::Joined, "stale phx_close ignored");
     assert_eq!(world.controls().stats().joined.get("room:slow"), Some(&1));
