@@ -2,16 +2,47 @@
  * libphx: a Phoenix Channels V2 client.
  *
  * Conventions (see docs/c-api.md):
- * - Every fallible function returns a phx_status_t and writes its out-parameters (always
- *   last) only on PHX_OK. Every pointer is checked; (NULL, 0) is an empty byte slice.
+ * - Every fallible function returns a phx_status_t. Out-parameters (always last) are written
+ *   only on the statuses that carry a result: PHX_OK, and PHX_ERR_REPLY (the server's answer,
+ *   which only the *_wait functions return); on every other status they are left untouched.
+ *   Every pointer is checked; (NULL, 0) is an empty byte slice.
  * - Strings passed in are NUL-terminated UTF-8, borrowed for the call only.
+ * - Strings handed out (topics, events, refs, reply statuses, log lines) are NUL-terminated
+ *   UTF-8 with their length beside them. Payloads handed out (messages, replies, events,
+ *   responses) are NEVER NUL-terminated: always use payload_len.
  * - One free function per type, each accepting NULL: phx_options_free, phx_socket_free,
  *   phx_channel_free, phx_event_free, phx_response_free.
  * - Enumerations cross the boundary as uint32_t; their values are stable.
- * - Every function may be called from any thread. Callbacks run on libphx's threads, one at
- *   a time per socket, never while an internal lock is held, and may call any function;
- *   blocking functions return PHX_ERR_WRONG_THREAD there. user_data is first in every
- *   callback; pointers a callback receives are borrowed for the duration of the call.
+ *
+ * Calls:
+ * - A call's effect is visible when it returns, to every thread: after phx_socket_connect the
+ *   state is no longer DISCONNECTED; after phx_socket_disconnect it is DISCONNECTED, joined
+ *   channels are CLOSED and phx_socket_channel hands out fresh instances; after a join the
+ *   channel is JOINING, after a leave LEAVING (or CLOSED).
+ * - A call that fails returns its status and never also completes; a call that returns PHX_OK
+ *   completes exactly once. A completion may run on a library thread before the call that
+ *   started it has returned: user_data must be valid before the call is made.
+ *
+ * Threads:
+ * - Socket and channel functions may be called from any thread, concurrently on the same
+ *   object, callbacks included. The exceptions: phx_options_* (one thread at a time per
+ *   options object), and the free functions (once per object, with no other call on it
+ *   starting once its free has begun; calls already in progress on other threads, blocking
+ *   waits included, keep what they use alive and return PHX_ERR_CLOSED).
+ * - Callbacks run on libphx's worker threads (a runtime shared by every socket of the
+ *   process, PHX_WORKER_THREADS of them, at least 2), one at a time per socket, never while an
+ *   internal lock is held, and may call any function, the socket's own free included;
+ *   blocking functions return PHX_ERR_WRONG_THREAD there. After a handle's free returns
+ *   (called outside a callback), no callback for it runs again.
+ * - A callback should return within microseconds: copy what it needs and hand longer work to
+ *   a thread of its own, or use the event queue. A callback that blocks holds one worker; the
+ *   other sockets go on on the other workers, and a socket whose callbacks prove slow (a batch
+ *   of its events taking over 20 ms) has its later callbacks run aside from the workers, at
+ *   the cost of a thread hand-off each, so it cannot starve the others.
+ * - user_data is first in every callback; pointers a callback receives are borrowed for the
+ *   duration of the call. Consumers that run their code after the C callback returned (Dart's
+ *   NativeCallable.listener, other event loops) use the event queue: owned events, a pollable
+ *   descriptor and a data-less wake-up.
  */
 
 #ifndef PHX_H
@@ -566,11 +597,14 @@ const char *phx_status_str(uint32_t status);
  * 30 s, rejoin 1, 2, 5, 10 s, join/push timeout 10 s, leave timeout 5 s, connect timeout
  * 10 s, no params). The caller owns it and frees it with `phx_options_free`. Returns NULL only
  * if an internal error occurred. Any thread.
+ *
+ * An options object is a plain value: its functions may be called from any thread, but not
+ * concurrently on the same object (nothing in it is synchronised).
  */
 struct phx_options_t *phx_options_new(void);
 
 /**
- * Frees an options object. NULL is a no-op. Any thread.
+ * Frees an options object. NULL is a no-op. Any thread, once, with no other call on it.
  */
 void phx_options_free(struct phx_options_t *opts);
 
@@ -579,7 +613,7 @@ void phx_options_free(struct phx_options_t *opts);
  * replacing any set before. `json_object` (NUL-terminated UTF-8, borrowed for the call) is a
  * JSON object whose values are strings, numbers or booleans, e.g. `{"token":"t"}`.
  * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, invalid JSON, a non-object or
- * another value type; the options are unchanged then. Any thread.
+ * another value type; the options are unchanged then. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_params_json(struct phx_options_t *o,
                                          const char *json_object);
@@ -596,7 +630,7 @@ phx_status_t phx_options_set_heartbeat_ms(struct phx_options_t *o,
 /**
  * Sets the delays before reconnect attempts 1, 2, ... in milliseconds; the last one repeats.
  * `delays` (borrowed for the call) holds `n >= 1` values. Returns `PHX_ERR_INVALID_ARGUMENT`
- * for a NULL options object, `n == 0`, or `delays` NULL with `n > 0`. Any thread.
+ * for a NULL options object, `n == 0`, or `delays` NULL with `n > 0`. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_reconnect_schedule_ms(struct phx_options_t *o,
                                                    const uint64_t *delays,
@@ -605,7 +639,7 @@ phx_status_t phx_options_set_reconnect_schedule_ms(struct phx_options_t *o,
 /**
  * Sets the delays before rejoin attempts of an errored channel while the socket stays
  * connected, in milliseconds; the last one repeats. Same rules as
- * `phx_options_set_reconnect_schedule_ms`. Any thread.
+ * `phx_options_set_reconnect_schedule_ms`. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_rejoin_schedule_ms(struct phx_options_t *o,
                                                 const uint64_t *delays,
@@ -621,7 +655,7 @@ phx_status_t phx_options_set_timeout_ms(struct phx_options_t *o,
 
 /**
  * Sets how long a leave waits for the server's reply by default, in milliseconds (> 0;
- * default 5000). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread.
+ * default 5000). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_leave_timeout_ms(struct phx_options_t *o,
                                               uint64_t ms);
@@ -629,7 +663,7 @@ phx_status_t phx_options_set_leave_timeout_ms(struct phx_options_t *o,
 /**
  * Sets how long one connection attempt (TCP and WebSocket upgrade) may take, in
  * milliseconds (> 0; default 10000); also the default wait of `phx_socket_connect_wait`.
- * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread.
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_connect_timeout_ms(struct phx_options_t *o,
                                                 uint64_t ms);
@@ -639,7 +673,7 @@ phx_status_t phx_options_set_connect_timeout_ms(struct phx_options_t *o,
  * of the built-in Mozilla roots, replacing any set before. `pem` (NUL-terminated, borrowed for
  * the call, copied) holds one or more PEM `CERTIFICATE` blocks. Returns
  * `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8 or PEM without a usable certificate; the
- * options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread.
+ * options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_ca_pem(struct phx_options_t *o,
                                     const char *pem);
@@ -655,7 +689,7 @@ phx_status_t phx_options_set_ca_pem(struct phx_options_t *o,
  *   `phx_socket_free`. Written only on `PHX_OK`.
  *
  * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL `url`/`out`, invalid UTF-8, or a URL that does
- * not parse or is not `ws`/`wss`. Any thread.
+ * not parse or is not `ws`/`wss`. Any thread, concurrently (`opts` only read).
  */
 phx_status_t phx_socket_new(const char *url,
                             const struct phx_options_t *opts,
@@ -710,7 +744,7 @@ phx_status_t phx_socket_state(const struct phx_socket_t *s,
  * (kind `PHX_REASON_NONE` if none has yet). `phx_reason_t` is a plain value: its text is
  * copied into `out->text` (NUL-terminated, cut to fit `PHX_REASON_TEXT_CAP`), so nothing is
  * borrowed from the socket and nothing needs freeing. Returns `PHX_ERR_INVALID_ARGUMENT` for
- * NULL arguments; `*out` is written only on `PHX_OK`. Any thread.
+ * NULL arguments; `*out` is written only on `PHX_OK`. Any thread, concurrently.
  */
 phx_status_t phx_socket_last_reason(const struct phx_socket_t *s,
                                     struct phx_reason_t *out);
@@ -821,7 +855,7 @@ phx_status_t phx_channel_state(const struct phx_channel_t *c,
  * Ownership: on `PHX_OK` the channel owns `user_data`; on an error nothing is consumed.
  * Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL channel, `PHX_ERR_CLOSED` if the channel has
  * closed for good or its socket was freed (take a fresh handle with `phx_socket_channel`).
- * Any thread, callbacks included.
+ * Any thread, concurrently, callbacks included.
  */
 phx_status_t phx_channel_set_handler(struct phx_channel_t *c,
                                      const struct phx_channel_handler_t *h,
@@ -841,9 +875,11 @@ phx_status_t phx_channel_set_handler(struct phx_channel_t *c,
  * Ownership: the payload is copied; `user_data` stays the caller's (libphx only hands it to
  * `cb`, so release it there, or after an error return). Nothing is returned to free.
  *
- * Returns `PHX_OK` when the join was started; `PHX_ERR_INVALID_ARGUMENT` for a NULL channel,
- * invalid UTF-8 or invalid JSON; `PHX_ERR_STATE` for a second join; `PHX_ERR_CLOSED` if the
- * socket was freed. Any thread, callbacks included.
+ * Returns `PHX_OK` when the join was started (the channel is then `PHX_CHANNEL_JOINING`);
+ * `PHX_ERR_INVALID_ARGUMENT` for a NULL channel, invalid UTF-8 or invalid JSON;
+ * `PHX_ERR_STATE` for a second join, a join after `phx_channel_leave` or on a closed
+ * channel; `PHX_ERR_CLOSED` if the socket was freed. Any thread, concurrently, callbacks
+ * included.
  */
 phx_status_t phx_channel_join(struct phx_channel_t *c,
                               const char *payload_json,
@@ -862,7 +898,7 @@ phx_status_t phx_channel_join(struct phx_channel_t *c,
  *
  * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments, invalid UTF-8 or invalid JSON;
  * `PHX_ERR_STATE` before `phx_channel_join` or on a closed or leaving channel;
- * `PHX_ERR_CLOSED` if the socket was freed. Any thread, callbacks included.
+ * `PHX_ERR_CLOSED` if the socket was freed. Any thread, concurrently, callbacks included.
  */
 phx_status_t phx_channel_push(struct phx_channel_t *c,
                               const char *event,
@@ -879,7 +915,7 @@ phx_status_t phx_channel_push(struct phx_channel_t *c,
  *   invalid argument.
  *
  * Returns `PHX_ERR_INVALID_ARGUMENT` also when the topic or `event` is longer than 255 bytes
- * (the binary frame format's limit). Any thread, callbacks included.
+ * (the binary frame format's limit). Any thread, concurrently, callbacks included.
  */
 phx_status_t phx_channel_push_binary(struct phx_channel_t *c,
                                      const char *event,
@@ -895,9 +931,11 @@ phx_status_t phx_channel_push_binary(struct phx_channel_t *c,
  * completes with `PHX_ERR_LEFT_BEFORE_JOIN`, buffered pushes with `PHX_ERR_CLOSED`.
  *
  * `cb` (nullable), `user_data`: the completion, as for `phx_channel_join` (`PHX_OK` with a
- * NULL reply when there was nothing to tell the server). Returns `PHX_ERR_STATE` if the
- * channel is already leaving, `PHX_ERR_CLOSED` if the socket was freed,
- * `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, callbacks included.
+ * NULL reply when there was nothing to tell the server). When it returns `PHX_OK` the channel
+ * is `PHX_CHANNEL_LEAVING`, or `PHX_CHANNEL_CLOSED` if it was never joined or is closed
+ * already. Returns `PHX_ERR_STATE` if leave was already called on this channel,
+ * `PHX_ERR_CLOSED` if the socket was freed, `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread,
+ * concurrently, callbacks included.
  */
 phx_status_t phx_channel_leave(struct phx_channel_t *c,
                                uint64_t timeout_ms,
@@ -908,7 +946,7 @@ phx_status_t phx_channel_leave(struct phx_channel_t *c,
  * `phx_channel_join` completing into the socket's event queue: the outcome arrives as a
  * `PHX_EVENT_REPLY` carrying `tag` (exactly once if this returns `PHX_OK`, never otherwise).
  * Returns `PHX_ERR_STATE` also when events are not enabled on the socket. Any thread,
- * callbacks included.
+ * concurrently, callbacks included.
  */
 phx_status_t phx_channel_join_tagged(struct phx_channel_t *c,
                                      const char *payload_json,
@@ -917,7 +955,7 @@ phx_status_t phx_channel_join_tagged(struct phx_channel_t *c,
 
 /**
  * `phx_channel_push` completing into the socket's event queue as a `PHX_EVENT_REPLY`
- * carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks included.
+ * carrying `tag` (see `phx_channel_join_tagged`). Any thread, concurrently, callbacks included.
  */
 phx_status_t phx_channel_push_tagged(struct phx_channel_t *c,
                                      const char *event,
@@ -927,8 +965,8 @@ phx_status_t phx_channel_push_tagged(struct phx_channel_t *c,
 
 /**
  * `phx_channel_push_binary` completing into the socket's event queue as a
- * `PHX_EVENT_REPLY` carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks
- * included.
+ * `PHX_EVENT_REPLY` carrying `tag` (see `phx_channel_join_tagged`). Any thread, concurrently,
+ * callbacks included.
  */
 phx_status_t phx_channel_push_binary_tagged(struct phx_channel_t *c,
                                             const char *event,
@@ -939,7 +977,7 @@ phx_status_t phx_channel_push_binary_tagged(struct phx_channel_t *c,
 
 /**
  * `phx_channel_leave` completing into the socket's event queue as a `PHX_EVENT_REPLY`
- * carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks included.
+ * carrying `tag` (see `phx_channel_join_tagged`). Any thread, concurrently, callbacks included.
  */
 phx_status_t phx_channel_leave_tagged(struct phx_channel_t *c,
                                       uint64_t timeout_ms,
@@ -956,7 +994,8 @@ phx_status_t phx_channel_leave_tagged(struct phx_channel_t *c,
  *   `PHX_ERR_REPLY` (the rule of every out-parameter); NULL: the response is discarded.
  *
  * Returns `PHX_ERR_WRONG_THREAD` on a library thread (inside a callback), and the errors of
- * `phx_channel_join` for a join that cannot start. Any thread but library threads.
+ * `phx_channel_join` for a join that cannot start. Any thread but library threads,
+ * concurrently.
  */
 phx_status_t phx_channel_join_wait(struct phx_channel_t *c,
                                    const char *payload_json,
@@ -966,7 +1005,8 @@ phx_status_t phx_channel_join_wait(struct phx_channel_t *c,
 /**
  * Pushes `event` with a JSON payload on channel `c` (as `phx_channel_push`) and blocks until
  * it completes; returns its status. `out_response` as for `phx_channel_join_wait`.
- * Returns `PHX_ERR_WRONG_THREAD` on a library thread. Any thread but library threads.
+ * Returns `PHX_ERR_WRONG_THREAD` on a library thread. Any thread but library threads,
+ * concurrently.
  */
 phx_status_t phx_channel_push_wait(struct phx_channel_t *c,
                                    const char *event,
@@ -984,7 +1024,7 @@ phx_status_t phx_channel_leave_wait(struct phx_channel_t *c,
 
 /**
  * Frees a response returned by a `*_wait` function, and everything it points to. NULL is a
- * no-op. Any thread.
+ * no-op. Any thread, once per response.
  */
 void phx_response_free(struct phx_response_t *r);
 
@@ -1004,7 +1044,8 @@ void phx_response_free(struct phx_response_t *r);
  *
  * Ownership: on `PHX_OK` the socket owns `user_data` (released through `free_user_data`);
  * on any error nothing is consumed. Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL socket or a
- * zero capacity, `PHX_ERR_STATE` if events are already enabled. Any thread.
+ * zero capacity, `PHX_ERR_STATE` if events are already enabled. Any thread, concurrently (one
+ * call enables the queue, the others get `PHX_ERR_STATE`).
  */
 phx_status_t phx_socket_events_enable(struct phx_socket_t *s,
                                       size_t capacity,
@@ -1019,7 +1060,7 @@ phx_status_t phx_socket_events_enable(struct phx_socket_t *s,
  *
  * Returns `PHX_ERR_STATE` before `phx_socket_events_enable` (or where the platform has no
  * such descriptor), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out_fd` is written only
- * on `PHX_OK`. Any thread.
+ * on `PHX_OK`. Any thread, concurrently.
  */
 phx_status_t phx_socket_event_fd(struct phx_socket_t *s,
                                  int *out_fd);
@@ -1033,7 +1074,7 @@ phx_status_t phx_socket_event_fd(struct phx_socket_t *s,
  * time, `PHX_ERR_CLOSED` if the socket is freed meanwhile, `PHX_ERR_STATE` before
  * `phx_socket_events_enable`, `PHX_ERR_WRONG_THREAD` when called with a non-zero timeout on a
  * library thread (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out` is
- * written only on `PHX_OK`. Any thread.
+ * written only on `PHX_OK`. Any thread, concurrently (each event goes to one caller).
  */
 phx_status_t phx_socket_next_event(struct phx_socket_t *s,
                                    uint64_t timeout_ms,
@@ -1050,7 +1091,7 @@ phx_status_t phx_socket_try_event(struct phx_socket_t *s,
 
 /**
  * Frees an event returned by `phx_socket_next_event` or `phx_socket_try_event`, and
- * everything it points to. NULL is a no-op. Any thread.
+ * everything it points to. NULL is a no-op. Any thread, once per event.
  */
 void phx_event_free(struct phx_event_t *e);
 

@@ -134,7 +134,8 @@ unsafe fn deliver(
 ///   `PHX_ERR_REPLY` (the rule of every out-parameter); NULL: the response is discarded.
 ///
 /// Returns `PHX_ERR_WRONG_THREAD` on a library thread (inside a callback), and the errors of
-/// `phx_channel_join` for a join that cannot start. Any thread but library threads.
+/// `phx_channel_join` for a join that cannot start. Any thread but library threads,
+/// concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_join_wait(
     c: *mut phx_channel_t,
@@ -152,7 +153,8 @@ pub unsafe extern "C" fn phx_channel_join_wait(
 
 /// Pushes `event` with a JSON payload on channel `c` (as `phx_channel_push`) and blocks until
 /// it completes; returns its status. `out_response` as for `phx_channel_join_wait`.
-/// Returns `PHX_ERR_WRONG_THREAD` on a library thread. Any thread but library threads.
+/// Returns `PHX_ERR_WRONG_THREAD` on a library thread. Any thread but library threads,
+/// concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_push_wait(
     c: *mut phx_channel_t,
@@ -188,7 +190,7 @@ pub unsafe extern "C" fn phx_channel_leave_wait(
 }
 
 /// Frees a response returned by a `*_wait` function, and everything it points to. NULL is a
-/// no-op. Any thread.
+/// no-op. Any thread, once per response.
 #[no_mangle]
 pub unsafe extern "C" fn phx_response_free(r: *mut phx_response_t) {
     guard_or((), || {

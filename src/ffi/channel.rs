@@ -149,7 +149,7 @@ pub unsafe extern "C" fn phx_channel_state(
 /// Ownership: on `PHX_OK` the channel owns `user_data`; on an error nothing is consumed.
 /// Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL channel, `PHX_ERR_CLOSED` if the channel has
 /// closed for good or its socket was freed (take a fresh handle with `phx_socket_channel`).
-/// Any thread, callbacks included.
+/// Any thread, concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_set_handler(
     c: *mut phx_channel_t,
@@ -188,9 +188,11 @@ pub unsafe extern "C" fn phx_channel_set_handler(
 /// Ownership: the payload is copied; `user_data` stays the caller's (libphx only hands it to
 /// `cb`, so release it there, or after an error return). Nothing is returned to free.
 ///
-/// Returns `PHX_OK` when the join was started; `PHX_ERR_INVALID_ARGUMENT` for a NULL channel,
-/// invalid UTF-8 or invalid JSON; `PHX_ERR_STATE` for a second join; `PHX_ERR_CLOSED` if the
-/// socket was freed. Any thread, callbacks included.
+/// Returns `PHX_OK` when the join was started (the channel is then `PHX_CHANNEL_JOINING`);
+/// `PHX_ERR_INVALID_ARGUMENT` for a NULL channel, invalid UTF-8 or invalid JSON;
+/// `PHX_ERR_STATE` for a second join, a join after `phx_channel_leave` or on a closed
+/// channel; `PHX_ERR_CLOSED` if the socket was freed. Any thread, concurrently, callbacks
+/// included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_join(
     c: *mut phx_channel_t,
@@ -221,7 +223,7 @@ pub unsafe extern "C" fn phx_channel_join(
 ///
 /// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments, invalid UTF-8 or invalid JSON;
 /// `PHX_ERR_STATE` before `phx_channel_join` or on a closed or leaving channel;
-/// `PHX_ERR_CLOSED` if the socket was freed. Any thread, callbacks included.
+/// `PHX_ERR_CLOSED` if the socket was freed. Any thread, concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_push(
     c: *mut phx_channel_t,
@@ -247,7 +249,7 @@ pub unsafe extern "C" fn phx_channel_push(
 ///   invalid argument.
 ///
 /// Returns `PHX_ERR_INVALID_ARGUMENT` also when the topic or `event` is longer than 255 bytes
-/// (the binary frame format's limit). Any thread, callbacks included.
+/// (the binary frame format's limit). Any thread, concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_push_binary(
     c: *mut phx_channel_t,
@@ -272,9 +274,11 @@ pub unsafe extern "C" fn phx_channel_push_binary(
 /// completes with `PHX_ERR_LEFT_BEFORE_JOIN`, buffered pushes with `PHX_ERR_CLOSED`.
 ///
 /// `cb` (nullable), `user_data`: the completion, as for `phx_channel_join` (`PHX_OK` with a
-/// NULL reply when there was nothing to tell the server). Returns `PHX_ERR_STATE` if the
-/// channel is already leaving, `PHX_ERR_CLOSED` if the socket was freed,
-/// `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, callbacks included.
+/// NULL reply when there was nothing to tell the server). When it returns `PHX_OK` the channel
+/// is `PHX_CHANNEL_LEAVING`, or `PHX_CHANNEL_CLOSED` if it was never joined or is closed
+/// already. Returns `PHX_ERR_STATE` if leave was already called on this channel,
+/// `PHX_ERR_CLOSED` if the socket was freed, `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread,
+/// concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_leave(
     c: *mut phx_channel_t,
@@ -303,7 +307,7 @@ fn tagged(c: &phx_channel_t, tag: u64) -> FfiResult<QueueSink> {
 /// `phx_channel_join` completing into the socket's event queue: the outcome arrives as a
 /// `PHX_EVENT_REPLY` carrying `tag` (exactly once if this returns `PHX_OK`, never otherwise).
 /// Returns `PHX_ERR_STATE` also when events are not enabled on the socket. Any thread,
-/// callbacks included.
+/// concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_join_tagged(
     c: *mut phx_channel_t,
@@ -319,7 +323,7 @@ pub unsafe extern "C" fn phx_channel_join_tagged(
 }
 
 /// `phx_channel_push` completing into the socket's event queue as a `PHX_EVENT_REPLY`
-/// carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks included.
+/// carrying `tag` (see `phx_channel_join_tagged`). Any thread, concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_push_tagged(
     c: *mut phx_channel_t,
@@ -337,8 +341,8 @@ pub unsafe extern "C" fn phx_channel_push_tagged(
 }
 
 /// `phx_channel_push_binary` completing into the socket's event queue as a
-/// `PHX_EVENT_REPLY` carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks
-/// included.
+/// `PHX_EVENT_REPLY` carrying `tag` (see `phx_channel_join_tagged`). Any thread, concurrently,
+/// callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_push_binary_tagged(
     c: *mut phx_channel_t,
@@ -357,7 +361,7 @@ pub unsafe extern "C" fn phx_channel_push_binary_tagged(
 }
 
 /// `phx_channel_leave` completing into the socket's event queue as a `PHX_EVENT_REPLY`
-/// carrying `tag` (see `phx_channel_join_tagged`). Any thread, callbacks included.
+/// carrying `tag` (see `phx_channel_join_tagged`). Any thread, concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_leave_tagged(
     c: *mut phx_channel_t,

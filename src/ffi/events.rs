@@ -35,7 +35,8 @@ pub(crate) fn queue_of(core: &SocketCore) -> FfiResult<Arc<EventQueue>> {
 ///
 /// Ownership: on `PHX_OK` the socket owns `user_data` (released through `free_user_data`);
 /// on any error nothing is consumed. Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL socket or a
-/// zero capacity, `PHX_ERR_STATE` if events are already enabled. Any thread.
+/// zero capacity, `PHX_ERR_STATE` if events are already enabled. Any thread, concurrently (one
+/// call enables the queue, the others get `PHX_ERR_STATE`).
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_events_enable(
     s: *mut super::handles::phx_socket_t,
@@ -67,7 +68,7 @@ pub unsafe extern "C" fn phx_socket_events_enable(
 ///
 /// Returns `PHX_ERR_STATE` before `phx_socket_events_enable` (or where the platform has no
 /// such descriptor), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out_fd` is written only
-/// on `PHX_OK`. Any thread.
+/// on `PHX_OK`. Any thread, concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_event_fd(
     s: *mut super::handles::phx_socket_t,
@@ -90,7 +91,7 @@ pub unsafe extern "C" fn phx_socket_event_fd(
 /// time, `PHX_ERR_CLOSED` if the socket is freed meanwhile, `PHX_ERR_STATE` before
 /// `phx_socket_events_enable`, `PHX_ERR_WRONG_THREAD` when called with a non-zero timeout on a
 /// library thread (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out` is
-/// written only on `PHX_OK`. Any thread.
+/// written only on `PHX_OK`. Any thread, concurrently (each event goes to one caller).
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_next_event(
     s: *mut super::handles::phx_socket_t,
@@ -137,7 +138,7 @@ unsafe fn take(queue: &EventQueue, timeout_ms: u64, out: *mut *mut phx_event_t) 
 }
 
 /// Frees an event returned by `phx_socket_next_event` or `phx_socket_try_event`, and
-/// everything it points to. NULL is a no-op. Any thread.
+/// everything it points to. NULL is a no-op. Any thread, once per event.
 #[no_mangle]
 pub unsafe extern "C" fn phx_event_free(e: *mut phx_event_t) {
     guard_or((), || {

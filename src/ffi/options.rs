@@ -101,6 +101,9 @@ unsafe fn with_options(
 /// 30 s, rejoin 1, 2, 5, 10 s, join/push timeout 10 s, leave timeout 5 s, connect timeout
 /// 10 s, no params). The caller owns it and frees it with `phx_options_free`. Returns NULL only
 /// if an internal error occurred. Any thread.
+///
+/// An options object is a plain value: its functions may be called from any thread, but not
+/// concurrently on the same object (nothing in it is synchronised).
 #[no_mangle]
 pub extern "C" fn phx_options_new() -> *mut phx_options_t {
     guard_or(std::ptr::null_mut(), || {
@@ -108,7 +111,7 @@ pub extern "C" fn phx_options_new() -> *mut phx_options_t {
     })
 }
 
-/// Frees an options object. NULL is a no-op. Any thread.
+/// Frees an options object. NULL is a no-op. Any thread, once, with no other call on it.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_free(opts: *mut phx_options_t) {
     guard_or((), || drop(box_from_raw(opts)))
@@ -118,7 +121,7 @@ pub unsafe extern "C" fn phx_options_free(opts: *mut phx_options_t) {
 /// replacing any set before. `json_object` (NUL-terminated UTF-8, borrowed for the call) is a
 /// JSON object whose values are strings, numbers or booleans, e.g. `{"token":"t"}`.
 /// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, invalid JSON, a non-object or
-/// another value type; the options are unchanged then. Any thread.
+/// another value type; the options are unchanged then. Any thread, one at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_set_params_json(
     o: *mut phx_options_t,
@@ -147,7 +150,7 @@ pub unsafe extern "C" fn phx_options_set_heartbeat_ms(
 
 /// Sets the delays before reconnect attempts 1, 2, ... in milliseconds; the last one repeats.
 /// `delays` (borrowed for the call) holds `n >= 1` values. Returns `PHX_ERR_INVALID_ARGUMENT`
-/// for a NULL options object, `n == 0`, or `delays` NULL with `n > 0`. Any thread.
+/// for a NULL options object, `n == 0`, or `delays` NULL with `n > 0`. Any thread, one at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_set_reconnect_schedule_ms(
     o: *mut phx_options_t,
@@ -162,7 +165,7 @@ pub unsafe extern "C" fn phx_options_set_reconnect_schedule_ms(
 
 /// Sets the delays before rejoin attempts of an errored channel while the socket stays
 /// connected, in milliseconds; the last one repeats. Same rules as
-/// `phx_options_set_reconnect_schedule_ms`. Any thread.
+/// `phx_options_set_reconnect_schedule_ms`. Any thread, one at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_set_rejoin_schedule_ms(
     o: *mut phx_options_t,
@@ -190,7 +193,7 @@ pub unsafe extern "C" fn phx_options_set_timeout_ms(
 }
 
 /// Sets how long a leave waits for the server's reply by default, in milliseconds (> 0;
-/// default 5000). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread.
+/// default 5000). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_set_leave_timeout_ms(
     o: *mut phx_options_t,
@@ -204,7 +207,7 @@ pub unsafe extern "C" fn phx_options_set_leave_timeout_ms(
 
 /// Sets how long one connection attempt (TCP and WebSocket upgrade) may take, in
 /// milliseconds (> 0; default 10000); also the default wait of `phx_socket_connect_wait`.
-/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_set_connect_timeout_ms(
     o: *mut phx_options_t,
@@ -220,7 +223,7 @@ pub unsafe extern "C" fn phx_options_set_connect_timeout_ms(
 /// of the built-in Mozilla roots, replacing any set before. `pem` (NUL-terminated, borrowed for
 /// the call, copied) holds one or more PEM `CERTIFICATE` blocks. Returns
 /// `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8 or PEM without a usable certificate; the
-/// options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread.
+/// options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread, one at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn phx_options_set_ca_pem(
     o: *mut phx_options_t,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 ///   `phx_socket_free`. Written only on `PHX_OK`.
 ///
 /// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL `url`/`out`, invalid UTF-8, or a URL that does
-/// not parse or is not `ws`/`wss`. Any thread.
+/// not parse or is not `ws`/`wss`. Any thread, concurrently (`opts` only read).
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_new(
     url: *const c_char,
@@ -131,7 +131,7 @@ pub unsafe extern "C" fn phx_socket_state(
 /// (kind `PHX_REASON_NONE` if none has yet). `phx_reason_t` is a plain value: its text is
 /// copied into `out->text` (NUL-terminated, cut to fit `PHX_REASON_TEXT_CAP`), so nothing is
 /// borrowed from the socket and nothing needs freeing. Returns `PHX_ERR_INVALID_ARGUMENT` for
-/// NULL arguments; `*out` is written only on `PHX_OK`. Any thread.
+/// NULL arguments; `*out` is written only on `PHX_OK`. Any thread, concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_last_reason(
     s: *const phx_socket_t,
