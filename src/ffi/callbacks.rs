@@ -20,8 +20,8 @@ use crate::engine::{
     ChannelState, DisconnectReason, LogLevel, Message, OnReply, ReplyRef, SocketState, Status,
 };
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use super::sync::{Arc, AtomicU8};
+use std::sync::atomic::Ordering;
 
 /// Releases a registration's `user_data`; called exactly once, after the last call that
 /// receives that `user_data`.
@@ -252,4 +252,45 @@ pub(crate) fn submit<S: CompletionSink>(
         });
     }
     result
+}
+
+/// Model check (loom) of the hand-off between `submit` and an engine that drops an accepted
+/// operation's completion uncalled on another thread: exactly one report, whatever the
+/// interleaving.
+#[cfg(all(test, phx_loom))]
+mod model {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Clone)]
+    struct Count(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl CompletionSink for Count {
+        fn complete(&self, _status: Status, _reply: Option<&ReplyRef<'_>>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_completion_dropped_during_submission_reports_once() {
+        loom::model(|| {
+            let count = Count(Arc::new(AtomicUsize::new(0)));
+            let sync = Arc::new(AtomicU8::new(SUBMITTING));
+            let pending = Pending {
+                target: Some(count.clone()),
+                sync: sync.clone(),
+            };
+            // The engine drops the completion on its own thread, racing with the end of
+            // `submit` (the spawned report of `submit` is modelled by counting directly).
+            let engine = loom::thread::spawn(move || drop(pending));
+            let late = sync
+                .compare_exchange(SUBMITTING, SUBMITTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err();
+            if late {
+                count.complete(Status::Closed, None);
+            }
+            engine.join().unwrap();
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        });
+    }
 }

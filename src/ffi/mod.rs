@@ -52,6 +52,9 @@ mod callbacks;
 /// Panic boundary, pointer checks, handle conversions.
 mod util;
 
+/// std's synchronisation, or loom's when model checking.
+mod sync;
+
 pub use blocking::*;
 pub use callbacks::{
     phx_channel_handler_t, phx_free_fn, phx_reply_cb, phx_socket_handler_t, phx_wake_fn,

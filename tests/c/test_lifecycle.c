@@ -1,6 +1,8 @@
 /* test_lifecycle.c: what phx_socket_free, handler replacement and channel references promise. */
 #include "harness.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 static void record_wake(void *user_data) {
@@ -177,7 +179,43 @@ static void test_reconnect(void) {
     h_server_stop(srv);
 }
 
+/* A thread blocked in phx_socket_connect_wait when another frees the socket: the wait keeps
+ * what it uses alive and returns PHX_ERR_CLOSED (the suite runs this under valgrind and ASan,
+ * which catch any use after free). Nobody listens on the URL, so the wait never succeeds. */
+typedef struct waiter {
+    phx_socket_t *s;
+    phx_status_t rc;
+} waiter;
+
+static void *wait_connected(void *arg) {
+    waiter *w = (waiter *)arg;
+    w->rc = phx_socket_connect_wait(w->s, 60000);
+    return NULL;
+}
+
+static void test_free_while_waiting(void) {
+    int round;
+    for (round = 0; round < 20; round++) {
+        phx_options_t *o = h_options();
+        waiter w;
+        pthread_t th;
+        double deadline = h_now_ms() + H_WAIT_MS;
+        w.s = NULL;
+        w.rc = PHX_OK;
+        H_OK(phx_socket_new("ws://127.0.0.1:1/socket/websocket", o, &w.s));
+        phx_options_free(o);
+        H_CHECK(pthread_create(&th, NULL, wait_connected, &w) == 0);
+        /* The wait has begun once its connect is visible (it holds the socket from then on). */
+        while (h_socket_state(w.s) == PHX_SOCKET_DISCONNECTED && h_now_ms() < deadline) sched_yield();
+        H_CHECK(h_socket_state(w.s) != PHX_SOCKET_DISCONNECTED);
+        phx_socket_free(w.s);
+        H_CHECK(pthread_join(th, NULL) == 0);
+        H_STATUS(w.rc, PHX_ERR_CLOSED);
+    }
+}
+
 static const h_case cases[] = {
+    H_CASE(free_while_waiting),
     H_CASE(free_then_silence),
     H_CASE(handler_replacement),
     H_CASE(channel_outlives_socket),
