@@ -274,6 +274,7 @@ class PhoenixSocket:
         self._channels: dict[int, PhoenixChannel] = {}
         self._states: Broadcast[PhoenixSocketState] = Broadcast()
         self._connect_waiters: list[asyncio.Future[None]] = []
+        self._disconnect_waiters: list[asyncio.Future[None]] = []
         self._dropped = 0
 
     # ---- public API --------------------------------------------------------------------------
@@ -354,9 +355,19 @@ class PhoenixSocket:
         handle = self._native.handle
         if handle is None:
             return
-        self._bind_loop()
+        loop = self._bind_loop()
         _check(lib.phx_socket_disconnect(handle), "phx_socket_disconnect")
         self._pump(limit=None)
+        if self.state is not PhoenixSocketState.disconnected:
+            # A library that reports the change asynchronously: wait for its state event.
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._disconnect_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, 10)
+            finally:
+                if waiter in self._disconnect_waiters:
+                    self._disconnect_waiters.remove(waiter)
+            self._pump(limit=None)
         # Let the tasks woken by the completions run before returning.
         await asyncio.sleep(0)
 
@@ -504,6 +515,9 @@ class PhoenixSocket:
             if state is PhoenixSocketState.connected:
                 self._resolve_connect_waiters(None)
             elif state is PhoenixSocketState.disconnected:
+                for waiter in self._disconnect_waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
                 reason = _reason(ev.reason)
                 if reason is not None and reason.kind == ReasonKind.CLIENT_CLOSED:
                     self._resolve_connect_waiters(PhoenixException("Socket disconnected", None, Status.DISCONNECTED))

@@ -152,3 +152,16 @@ async def wait_state(sub: phx.Subscription[Any], wanted: Any, timeout: float = 1
         seen.append(state)
         if state == wanted:
             return seen
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Lets other tasks run until ``condition()`` holds (for state kept by another task of the
+    test itself, which has no event of its own to await); fails the test after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    spins = 0
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        spins += 1
+        await asyncio.sleep(0 if spins < 100 else 0.01)
