@@ -152,7 +152,12 @@ pub(crate) fn reason_of(e: tungstenite::Error) -> DisconnectReason {
 /// as the stream accepts them, so a slow peer never blocks reading.
 pub(crate) struct Conn {
     pub(crate) ws: Ws,
-    outbox: VecDeque<WsMessage>,
+    /// Frames not yet handed to the stream; `None` where a frame was withdrawn.
+    outbox: VecDeque<Option<WsMessage>>,
+    /// The position (see [`Conn::queue`]) of the frame at the front of `outbox`.
+    front: u64,
+    /// Frames in `outbox` that were not withdrawn.
+    live: usize,
     unflushed: bool,
 }
 
@@ -161,24 +166,49 @@ impl Conn {
         Conn {
             ws,
             outbox: VecDeque::new(),
+            front: 0,
+            live: 0,
             unflushed: false,
         }
     }
 
-    pub(crate) fn queue(&mut self, msg: WsMessage) {
-        self.outbox.push_back(msg);
+    /// Queues a frame; returns its position, by which [`Conn::withdraw`] can take it back.
+    pub(crate) fn queue(&mut self, msg: WsMessage) -> u64 {
+        self.outbox.push_back(Some(msg));
+        self.live += 1;
+        self.front + self.outbox.len() as u64 - 1
+    }
+
+    /// Takes back the frame queued at `position` if it has not been handed to the stream yet
+    /// (a push that timed out before it was sent is never sent).
+    pub(crate) fn withdraw(&mut self, position: u64) {
+        let Some(index) = position.checked_sub(self.front) else {
+            return; // written already
+        };
+        if let Some(slot) = self.outbox.get_mut(index as usize) {
+            if slot.take().is_some() {
+                self.live -= 1;
+            }
+        }
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.outbox.len()
+        self.live
     }
 
     /// Moves queued frames into the stream and flushes; `Err` means the connection is broken.
     pub(crate) fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
-        while !self.outbox.is_empty() {
+        while let Some(front) = self.outbox.front() {
+            if front.is_none() {
+                self.outbox.pop_front();
+                self.front += 1;
+                continue;
+            }
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
-                    let msg = self.outbox.pop_front().expect("outbox is not empty");
+                    let msg = self.outbox.pop_front().flatten().expect("a live frame");
+                    self.front += 1;
+                    self.live -= 1;
                     Pin::new(&mut self.ws).start_send(msg)?;
                     self.unflushed = true;
                 }
@@ -211,7 +241,7 @@ impl Conn {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        self.outbox.push_back(WsMessage::Close(Some(frame)));
+        self.queue(WsMessage::Close(Some(frame)));
         let drain = async move {
             let closing = std::future::poll_fn(|cx| {
                 if self.poll_write(cx).is_err() {

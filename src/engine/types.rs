@@ -182,4 +182,9 @@ pub struct EngineStats {
     pub operation_timers: usize,
     /// Frames queued for writing on the current connection.
     pub outbox: usize,
+    /// Entries of the channels' push buffers (equal to `buffered_pushes`: a push that
+    /// completes leaves its buffer at once).
+    pub buffer_slots: usize,
+    /// Channel instances the handles' cache still tracks (released instances are not).
+    pub cached_channels: usize,
 }

@@ -362,6 +362,7 @@ pub async fn assert_settled(socket: &Socket, channels: usize) {
         stats,
         EngineStats {
             channels,
+            cached_channels: channels,
             ..EngineStats::default()
         },
         "engine tables not empty"

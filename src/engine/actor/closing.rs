@@ -4,18 +4,15 @@ use super::*;
 
 impl Actor {
     pub(super) fn leave(&mut self, id: u64, deadline: Instant, on_reply: OnReply) {
+        // The handle refused a second leave; what is left is always allowed.
         let Some(ch) = self.channels.get_mut(&id) else {
-            // Already closed and released: leaving again is a no-op.
+            // Already closed and released: nothing to do.
             return complete(on_reply, Outcome::of(Status::Ok));
         };
-        match ch.state {
-            ChannelState::Leaving => return complete(on_reply, Outcome::of(Status::StateError)),
-            ChannelState::Closed if ch.join_completion.is_none() => {
-                // Never joined: nothing to tell the server.
-                self.retire(id);
-                return complete(on_reply, Outcome::of(Status::Ok));
-            }
-            _ => {}
+        if ch.state == ChannelState::Closed && ch.join_completion.is_none() {
+            // Never joined: nothing to tell the server.
+            self.retire(id);
+            return complete(on_reply, Outcome::of(Status::Ok));
         }
         // A join still pending fails; buffered pushes fail with the channel closing.
         let first_join = ch.join_completion.take();
@@ -41,7 +38,9 @@ impl Actor {
                 self.set_channel_state(id, ChannelState::Leaving);
             }
             _ => {
-                // Not joined on the server (errored, or offline): closed at once.
+                // Not joined on the server (errored, or offline): closed at once, through
+                // `leaving` as every leave goes.
+                self.set_channel_state(id, ChannelState::Leaving);
                 self.close_channel(id, Outcome::of(Status::Closed));
                 complete(on_reply, Outcome::of(Status::Ok));
             }
@@ -94,8 +93,7 @@ impl Actor {
             return;
         };
         // Visible before any callback runs: pushes fail at once, `channel()` is fresh.
-        ch.shared.retired.store(true, Ordering::Release);
-        ch.shared.publish_state(ChannelState::Closed);
+        self.shared.publish_channel(&ch.shared, ChannelState::Closed);
         self.timers.cancel(ch.join_timer.take());
         self.timers.cancel(ch.rejoin_timer.take());
         let first = ch.join_completion.take();
@@ -121,14 +119,8 @@ impl Actor {
         let Some(ch) = self.channels.remove(&id) else {
             return;
         };
-        ch.shared.retired.store(true, Ordering::Release);
+        self.shared.publish_channel(&ch.shared, ChannelState::Closed);
         let topic = &ch.shared.topic;
-        {
-            let mut topics = lock(&self.shared.topics);
-            if topics.get(topic).is_some_and(|c| c.id == id) {
-                topics.remove(topic);
-            }
-        }
         if let Some(ids) = self.by_topic.get_mut(topic) {
             ids.retain(|&c| c != id);
             if ids.is_empty() {

@@ -6,6 +6,7 @@ impl Actor {
     // ---- incoming frames --------------------------------------------------------------------
 
     pub(super) fn frame(&mut self, msg: WsMessage) {
+        self.heard_since_heartbeat = true;
         match msg {
             WsMessage::Text(text) => match protocol::decode_text(text.as_str()) {
                 Ok(frame) => self.dispatch(frame),
@@ -90,15 +91,16 @@ impl Actor {
             Awaiting::Join(c) | Awaiting::Leave(c) => c,
             Awaiting::Push(op) => self.pushes.get(&op).map_or(0, |p| p.channel),
         };
-        // Stale filtering: a reply carrying another join cycle's join_ref is not ours.
-        let current = self
-            .channels
-            .get(&channel)
-            .map(|c| c.join_ref_text.as_str());
-        if let (Some(jr), Some(cur)) = (frame.join_ref.as_deref(), current) {
-            if jr != cur {
-                return;
-            }
+        let Some(ch) = self.channels.get(&channel) else {
+            return;
+        };
+        // A reply is ours only for the topic the ref was sent on, and (stale filtering) only
+        // for the join cycle it carries.
+        if frame.topic.as_ref() != &*ch.shared.topic {
+            return;
+        }
+        if frame.join_ref.as_deref().is_some_and(|jr| jr != ch.join_ref_text) {
+            return;
         }
         self.awaiting.remove(&r);
         match what {

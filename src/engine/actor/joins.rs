@@ -4,11 +4,12 @@ use super::*;
 
 impl Actor {
     pub(super) fn join(&mut self, id: u64, payload: Body, deadline: Instant, on_reply: OnReply) {
+        // The handle allowed the join; an instance gone meanwhile was closed by another thread.
         let Some(ch) = self.channels.get_mut(&id) else {
-            return complete(on_reply, Outcome::of(Status::StateError));
+            return complete(on_reply, Outcome::of(Status::Closed));
         };
         if ch.state != ChannelState::Closed || ch.join_completion.is_some() {
-            return complete(on_reply, Outcome::of(Status::StateError));
+            return complete(on_reply, Outcome::of(Status::Closed));
         }
         ch.join_payload = payload;
         ch.join_completion = Some(on_reply);
@@ -47,7 +48,7 @@ impl Actor {
                 send_text(&mut self.conn, jr, Some(join_ref), topic, PHX_JOIN, json)
             }
             Body::Binary(b) => send_binary(&mut self.conn, jr, join_ref, topic, PHX_JOIN, b),
-        }
+        };
     }
 
     pub(super) fn join_replied(&mut self, id: u64, reply: ReplyRef<'_>) {
@@ -67,8 +68,7 @@ impl Actor {
         } else {
             // Closed before anyone hears of the refusal: a push or `channel()` made from the
             // completion sees the final state.
-            ch.shared.retired.store(true, Ordering::Release);
-            ch.shared.publish_state(ChannelState::Closed);
+            self.shared.publish_channel(&ch.shared, ChannelState::Closed);
             self.fail_buffered(id, outcome);
         }
         match first {

@@ -23,6 +23,7 @@ impl Actor {
         self.close_reason = None;
         self.reconnect_attempts = 0;
         self.heartbeat_pending = None;
+        self.heard_since_heartbeat = false;
         let at = Instant::now() + self.config().heartbeat_interval;
         self.heartbeat_timer = Some(self.timers.arm(at, Timer::Heartbeat));
         self.set_state(SocketState::Connected, None);
@@ -32,6 +33,8 @@ impl Actor {
             let Some(ch) = self.channels.get_mut(&id) else {
                 continue;
             };
+            // A new connection starts every rejoin schedule over.
+            ch.rejoin_attempts = 0;
             match ch.state {
                 ChannelState::Joining if ch.join_ref.is_none() => self.send_join(id),
                 ChannelState::Errored => {
@@ -137,14 +140,7 @@ impl Actor {
                     }
                 }
             }
-            Timer::PushTimeout(op) => {
-                if let Some(p) = self.pushes.get(&op) {
-                    if let Some(r) = p.sent_ref {
-                        self.awaiting.remove(&r);
-                    }
-                    self.finish_push(op, Outcome::of(Status::Timeout));
-                }
-            }
+            Timer::PushTimeout(op) => self.push_timed_out(op),
             Timer::LeaveTimeout(id) => {
                 if let Some((cb, _)) = self.channels.get_mut(&id).and_then(|c| c.leave.take()) {
                     self.close_channel(id, Outcome::of(Status::Closed));
@@ -170,13 +166,17 @@ impl Actor {
         if self.conn.is_none() {
             return;
         }
-        if self.heartbeat_pending.is_some() {
-            // The previous heartbeat was never answered: the connection is dead.
+        if self.heartbeat_pending.is_some() && !self.heard_since_heartbeat {
+            // Nothing at all arrived since the unanswered heartbeat went out: the server (or
+            // the path to it) is silent, the connection dead. A server that keeps sending is
+            // alive, its reply merely queued behind frames not read yet: a new heartbeat
+            // replaces the pending one.
             self.connection_lost(DisconnectReason::HeartbeatTimeout);
             return;
         }
         let r = self.take_ref();
         self.heartbeat_pending = Some(r);
+        self.heard_since_heartbeat = false;
         let (topic, event) = (protocol::PHOENIX_TOPIC, protocol::HEARTBEAT);
         send_text(&mut self.conn, None, Some(r), topic, event, "{}");
         let at = Instant::now() + self.config().heartbeat_interval;

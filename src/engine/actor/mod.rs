@@ -39,9 +39,12 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// What handles ask of the actor.
 pub(crate) enum Command {
     Connect,
-    Disconnect,
+    /// Disconnect; the channels listed were closed by the call.
+    Disconnect(Vec<u64>),
     SetSocketHandler(Option<Arc<dyn SocketHandler>>),
     AddChannel(Arc<ChannelShared>),
+    /// The last handle of this channel was dropped: release it if it was never joined.
+    Release(u64),
     SetChannelHandler(u64, Option<Arc<dyn ChannelHandler>>),
     Join {
         channel: u64,
@@ -90,6 +93,8 @@ struct PushOp {
     timer: TimerKey,
     /// Set once sent: the ref its reply will carry.
     sent_ref: Option<u64>,
+    /// Its frame's position in the connection's write queue, once sent.
+    queued_at: Option<u64>,
 }
 
 /// What a ref awaiting a reply belongs to.
@@ -113,7 +118,8 @@ struct Chan {
     join_timer: Option<TimerKey>,
     /// The user's `join()` completion, until the first attempt completes.
     join_completion: Option<OnReply>,
-    /// Push operation ids waiting for the join, in order (ids of expired pushes are skipped).
+    /// Push operation ids waiting for the join, in order (so sorted: ids only grow). A push
+    /// that times out leaves it at once.
     buffer: VecDeque<u64>,
     rejoin_attempts: u32,
     rejoin_timer: Option<TimerKey>,
@@ -162,6 +168,11 @@ enum Event {
 /// Events handled at most between two writes of the queued frames.
 const WRITE_BATCH: u32 = 64;
 
+/// Events handled in one poll of the task before it yields: a socket that always has input
+/// (a flood, a slow handler) still lets the runtime drive timers and I/O and run the other
+/// sockets' tasks on this worker.
+const FAIRNESS_BUDGET: u32 = 128;
+
 type Opening = Pin<Box<dyn Future<Output = Result<Box<Ws>, DisconnectReason>> + Send>>;
 
 struct Actor {
@@ -180,6 +191,8 @@ struct Actor {
     reconnect_timer: Option<TimerKey>,
     heartbeat_timer: Option<TimerKey>,
     heartbeat_pending: Option<u64>,
+    /// A frame arrived since the pending heartbeat was sent: the server is not silent.
+    heard_since_heartbeat: bool,
     next_ref: u64,
     channels: FastMap<u64, Chan>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
@@ -193,6 +206,10 @@ struct Actor {
     frames_first: bool,
     /// Events handled since queued frames were last written.
     unwritten: u32,
+    /// Events left before the task yields to the runtime (see [`FAIRNESS_BUDGET`]).
+    budget: u32,
+    /// `Stats` requests, answered when the task is next idle.
+    stats_wanted: Vec<tokio::sync::oneshot::Sender<EngineStats>>,
     stopped: bool,
 }
 
@@ -216,6 +233,7 @@ pub(crate) async fn run(
         reconnect_timer: None,
         heartbeat_timer: None,
         heartbeat_pending: None,
+        heard_since_heartbeat: false,
         next_ref: 0,
         channels: FastMap::default(),
         by_topic: FastMap::default(),
@@ -226,6 +244,8 @@ pub(crate) async fn run(
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
         frames_first: false,
         unwritten: 0,
+        budget: FAIRNESS_BUDGET,
+        stats_wanted: Vec::new(),
         stopped: false,
     };
     while !actor.stopped {
@@ -254,12 +274,28 @@ impl Actor {
                 return Poll::Ready(Event::ConnLost(reason));
             }
         }
+        if self.budget == 0 {
+            self.budget = FAIRNESS_BUDGET;
+            if let Err(reason) = self.poll_write(cx) {
+                return Poll::Ready(Event::ConnLost(reason));
+            }
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if let Poll::Ready(ev) = self.poll_input(cx) {
             self.unwritten += 1;
+            self.budget -= 1;
             return Poll::Ready(ev);
         }
+        self.budget = FAIRNESS_BUDGET;
         if let Err(reason) = self.poll_write(cx) {
             return Poll::Ready(Event::ConnLost(reason));
+        }
+        if !self.stats_wanted.is_empty() {
+            let stats = self.stats();
+            for tx in self.stats_wanted.drain(..) {
+                let _ = tx.send(stats);
+            }
         }
         Poll::Pending
     }
@@ -272,7 +308,17 @@ impl Actor {
         }
     }
 
+    /// Due timers come first, whatever the load: a timeout or heartbeat is never held back
+    /// by frames or commands that keep arriving.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Some(deadline) = self.timers.next_deadline() {
+            if self.sleep.deadline() != deadline {
+                self.sleep.as_mut().reset(deadline);
+            }
+            if deadline <= Instant::now() || self.sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::TimerDue);
+            }
+        }
         self.frames_first = !self.frames_first;
         if self.frames_first {
             if let Poll::Ready(ev) = self.poll_frame(cx) {
@@ -294,14 +340,6 @@ impl Actor {
             if let Poll::Ready(result) = opening.as_mut().poll(cx) {
                 self.opening = None;
                 return Poll::Ready(Event::Opened(result));
-            }
-        }
-        if let Some(deadline) = self.timers.next_deadline() {
-            if self.sleep.deadline() != deadline {
-                self.sleep.as_mut().reset(deadline);
-            }
-            if self.sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::TimerDue);
             }
         }
         Poll::Pending
@@ -344,15 +382,23 @@ impl Actor {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Connect => {
+                self.shared.socket_command_taken();
                 if self.state == SocketState::Disconnected {
                     self.wanted = true;
                     self.set_state(SocketState::Connecting, None);
                     self.start_opening();
                 }
             }
-            Command::Disconnect => self.disconnect(),
+            Command::Disconnect(closed) => {
+                self.shared.socket_command_taken();
+                for id in closed {
+                    self.user_command_taken(id);
+                }
+                self.disconnect();
+            }
             Command::SetSocketHandler(h) => self.handler = h,
             Command::AddChannel(shared) => self.add_channel(shared),
+            Command::Release(id) => self.release_unused(id),
             Command::SetChannelHandler(id, h) => {
                 if let Some(ch) = self.channels.get_mut(&id) {
                     ch.handler = h;
@@ -363,7 +409,10 @@ impl Actor {
                 payload,
                 deadline,
                 on_reply,
-            } => self.join(channel, payload, deadline, on_reply),
+            } => {
+                self.user_command_taken(channel);
+                self.join(channel, payload, deadline, on_reply)
+            }
             Command::Push {
                 channel,
                 event,
@@ -375,10 +424,12 @@ impl Actor {
                 channel,
                 deadline,
                 on_reply,
-            } => self.leave(channel, deadline, on_reply),
-            Command::Stats(tx) => {
-                let _ = tx.send(self.stats());
+            } => {
+                self.user_command_taken(channel);
+                self.leave(channel, deadline, on_reply)
             }
+            // Answered once the task is idle, so the figures are those of a settled socket.
+            Command::Stats(tx) => self.stats_wanted.push(tx),
             Command::Shutdown(ack) => {
                 // Release the handlers first: nothing but completions runs from here on.
                 self.handler = None;
@@ -434,6 +485,25 @@ impl Actor {
         );
     }
 
+    /// The handle decided channel `id`'s state for a command now taken up.
+    fn user_command_taken(&mut self, id: u64) {
+        if let Some(ch) = self.channels.get(&id) {
+            self.shared.channel_command_taken(&ch.shared);
+        }
+    }
+
+    /// Drops a never-joined channel whose handles are all gone.
+    fn release_unused(&mut self, id: u64) {
+        let unused = self.channels.get(&id).is_some_and(|ch| {
+            ch.state == ChannelState::Closed
+                && ch.join_completion.is_none()
+                && self.shared.release_unused(&ch.shared)
+        });
+        if unused {
+            self.retire(id);
+        }
+    }
+
     // ---- reporting --------------------------------------------------------------------------
 
     fn set_state(&mut self, state: SocketState, reason: Option<&DisconnectReason>) {
@@ -441,7 +511,7 @@ impl Actor {
             return;
         }
         self.state = state;
-        self.shared.state.store(state as u8, Ordering::Release);
+        self.shared.publish_socket(state);
         if let Some(h) = self.handler.clone() {
             call_user(|| h.on_state(state, reason));
         }
@@ -455,7 +525,7 @@ impl Actor {
             return;
         }
         ch.state = state;
-        ch.shared.publish_state(state);
+        self.shared.publish_channel(&ch.shared, state);
         if let Some(h) = ch.handler.clone() {
             call_user(|| h.on_state(state));
         }
@@ -484,6 +554,8 @@ impl Actor {
                 .count(),
             operation_timers: self.timers.operation_timers(),
             outbox: self.conn.as_ref().map_or(0, Conn::queued),
+            buffer_slots: self.channels.values().map(|c| c.buffer.len()).sum(),
+            cached_channels: 0,
         }
     }
 }

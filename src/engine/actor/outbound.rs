@@ -18,6 +18,8 @@ impl Actor {
     }
 }
 
+/// Encodes a text frame into the write queue; returns its position there (`None` without a
+/// connection).
 pub(super) fn send_text(
     conn: &mut Option<Conn>,
     join_ref: Option<&str>,
@@ -25,17 +27,16 @@ pub(super) fn send_text(
     topic: &str,
     event: &str,
     payload: &str,
-) {
-    let Some(conn) = conn else {
-        return;
-    };
+) -> Option<u64> {
+    let conn = conn.as_mut()?;
     let mut buf = [0; 20];
     let r = r.map(|r| format_u64(&mut buf, r));
     let mut out = String::new();
     protocol::encode_text(&mut out, join_ref, r, topic, event, payload);
-    conn.queue(WsMessage::Text(out.into()));
+    Some(conn.queue(WsMessage::Text(out.into())))
 }
 
+/// [`send_text`] for a binary push.
 pub(super) fn send_binary(
     conn: &mut Option<Conn>,
     join_ref: Option<&str>,
@@ -43,17 +44,14 @@ pub(super) fn send_binary(
     topic: &str,
     event: &str,
     bytes: &[u8],
-) {
-    let Some(conn) = conn else {
-        return;
-    };
+) -> Option<u64> {
+    let conn = conn.as_mut()?;
     let mut buf = [0; 20];
     let r = format_u64(&mut buf, r);
     let mut out = Vec::new();
     // Field lengths were checked when the operation was made.
-    if protocol::encode_binary_push(&mut out, join_ref, Some(r), topic, event, bytes).is_ok() {
-        conn.queue(WsMessage::Binary(out.into()));
-    }
+    protocol::encode_binary_push(&mut out, join_ref, Some(r), topic, event, bytes).ok()?;
+    Some(conn.queue(WsMessage::Binary(out.into())))
 }
 
 /// Formats `v` in decimal into `buf` without allocating.

@@ -11,10 +11,12 @@ impl Actor {
         deadline: Instant,
         on_reply: OnReply,
     ) {
+        // The handle checked the channel's state; one closed since (by another thread, or by
+        // the server) closes the push too.
         let state = self.channels.get(&id).map(|c| c.state);
         match state {
             Some(ChannelState::Joined | ChannelState::Joining | ChannelState::Errored) => {}
-            _ => return complete(on_reply, Outcome::of(Status::StateError)),
+            _ => return complete(on_reply, Outcome::of(Status::Closed)),
         }
         if deadline <= Instant::now() {
             return complete(on_reply, Outcome::of(Status::Timeout));
@@ -31,6 +33,7 @@ impl Actor {
                 on_reply,
                 timer,
                 sent_ref: None,
+                queued_at: None,
             },
         );
         if state == Some(ChannelState::Joined) && self.conn.is_some() {
@@ -56,12 +59,36 @@ impl Actor {
         let payload = std::mem::replace(&mut op.payload, Body::Json(String::new()));
         let event = std::mem::take(&mut op.event);
         let jr = Some(ch.join_ref_text.as_str());
-        match &payload {
+        op.queued_at = match &payload {
             Body::Json(json) => {
                 send_text(&mut self.conn, jr, Some(r), &ch.shared.topic, &event, json)
             }
             Body::Binary(b) => send_binary(&mut self.conn, jr, r, &ch.shared.topic, &event, b),
+        };
+    }
+
+    /// A push ran out of time: it leaves its buffer, or the write queue if it is still
+    /// there, and completes with `Timeout`.
+    pub(super) fn push_timed_out(&mut self, op_id: u64) {
+        let Some(p) = self.pushes.get(&op_id) else {
+            return;
+        };
+        match p.sent_ref {
+            Some(r) => {
+                self.awaiting.remove(&r);
+                if let (Some(conn), Some(at)) = (&mut self.conn, p.queued_at) {
+                    conn.withdraw(at);
+                }
+            }
+            None => {
+                if let Some(buffer) = self.channels.get_mut(&p.channel).map(|c| &mut c.buffer) {
+                    if let Ok(i) = buffer.binary_search(&op_id) {
+                        buffer.remove(i);
+                    }
+                }
+            }
         }
+        self.finish_push(op_id, Outcome::of(Status::Timeout));
     }
 
     pub(super) fn flush_buffer(&mut self, id: u64) {
@@ -70,9 +97,7 @@ impl Actor {
         };
         let buffered = std::mem::take(&mut ch.buffer);
         for op in buffered {
-            if self.pushes.contains_key(&op) {
-                self.send_push(op);
-            }
+            self.send_push(op);
         }
     }
 
