@@ -356,8 +356,12 @@ class PhoenixSocket:
         if handle is None:
             return
         loop = self._bind_loop()
+        pending = [p.future for p in self._pending.values()]
         _check(lib.phx_socket_disconnect(handle), "phx_socket_disconnect")
         self._pump(limit=None)
+        if pending:
+            # Every pending and buffered operation completes at once; wait for their events.
+            await asyncio.wait(pending, timeout=10)
         if self.state is not PhoenixSocketState.disconnected:
             # A library that reports the change asynchronously: wait for its state event.
             waiter: asyncio.Future[None] = loop.create_future()
@@ -437,7 +441,7 @@ class PhoenixSocket:
         """The running loop, registering the event descriptor with it on first use."""
         loop = asyncio.get_running_loop()
         native = self._native
-        if native.loop is loop:
+        if native.loop is loop or native.handle is None:
             return loop
         if native.loop is not None and not native.loop.is_closed():
             raise RuntimeError("this PhoenixSocket is used from another event loop")
@@ -452,12 +456,13 @@ class PhoenixSocket:
         future: PhoenixFuture[Any] = PhoenixFuture(loop=loop)
         tag = next(self._tags)
         self._pending[tag] = _Pending(future, op, channel)
+        state_before = channel.state
         status = call(tag)
         if status != Status.OK:
             del self._pending[tag]
             if status == Status.INVALID_ARGUMENT:
                 raise ValueError(f"{op}: {ffi.string(lib.phx_status_str(status)).decode()}")
-            future.set_exception(channel._sync_error(op, status))
+            future.set_exception(channel._sync_error(op, status, state_before))
         return future
 
     def _pump(self, limit: int | None = _PUMP_BATCH) -> None:
@@ -719,10 +724,10 @@ class PhoenixChannel:
         self._state_events.end()
         self._rejoins.end()
 
-    def _sync_error(self, op: str, status: int) -> BaseException:
-        """The exception for an operation the library refused when it was called."""
+    def _sync_error(self, op: str, status: int, state: PhoenixChannelState) -> BaseException:
+        """The exception for an operation the library refused when it was called (``state``:
+        the channel's state just before the call)."""
         if status == Status.STATE:
-            state = self.state
             if op == "join":
                 return StateError("join() called twice on the same instance: get a new one from socket.channel(topic)")
             if op == "push" and not self._join_called:
