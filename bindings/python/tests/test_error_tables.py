@@ -143,11 +143,12 @@ async def test_row_push_before_join(make_socket: Any, server: Server) -> None:
 # Row 8: StateError | push() on a closed or leaving channel
 
 
-async def test_row_push_on_a_leaving_channel(make_socket: Any) -> None:
+async def test_row_push_on_a_leaving_channel(make_socket: Any, server: Server) -> None:
     socket = make_socket()
     await socket.connect()
     channel = socket.channel("room:lobby")
     await channel.join()
+    await server.control("delay?ms=500")  # the leave reply is late: the channel stays leaving
     leave = channel.leave()
     assert channel.state is PhoenixChannelState.leaving
     push = channel.push("echo", {})
