@@ -71,9 +71,8 @@ def _text(ptr: Any, length: int | None) -> str | None:
     """A string handed out by libphx, read by pointer and length (never relying on a NUL)."""
     if ptr == ffi.NULL:
         return None
-    if length is None:  # an older header without string lengths
-        return ffi.string(ptr).decode("utf-8")
-    return ffi.unpack(ptr, length).decode("utf-8")
+    data: bytes = ffi.string(ptr) if length is None else ffi.unpack(ptr, length)
+    return data.decode("utf-8")
 
 
 def _field_text(ev: Any, name: str) -> str | None:
@@ -358,6 +357,7 @@ class PhoenixSocket:
         loop = self._bind_loop()
         pending = [p.future for p in self._pending.values()]
         _check(lib.phx_socket_disconnect(handle), "phx_socket_disconnect")
+        self._resolve_connect_waiters(PhoenixException("Socket disconnected", None, Status.DISCONNECTED))
         self._pump(limit=None)
         if pending:
             # Every pending and buffered operation completes at once; wait for their events.
@@ -523,9 +523,6 @@ class PhoenixSocket:
                 for waiter in self._disconnect_waiters:
                     if not waiter.done():
                         waiter.set_result(None)
-                reason = _reason(ev.reason)
-                if reason is not None and reason.kind == ReasonKind.CLIENT_CLOSED:
-                    self._resolve_connect_waiters(PhoenixException("Socket disconnected", None, Status.DISCONNECTED))
         elif kind == _EV_CHANNEL_STATE:
             channel = self._channel_of(ev, _field_text(ev, "topic"))
             if channel is not None:

@@ -198,3 +198,20 @@ def test_phx_library_selects_another_libphx() -> None:
         cwd="/",
     ).stdout.split()
     assert out == [str(lib), phx.libphx_version()]
+
+
+async def test_connect_is_idempotent_and_fails_on_disconnect(make_socket: Any, server: Server) -> None:
+    socket = make_socket()
+    await asyncio.gather(socket.connect(), socket.connect())
+    await socket.connect()  # already connected
+    assert (await server.stats())["accepted"] == 1
+    await socket.disconnect()
+    await server.control("refuse?status=503")
+    connecting = asyncio.ensure_future(socket.connect())
+    await asyncio.sleep(0)  # connect() is now waiting for a connection that cannot open
+    await socket.disconnect()
+    with pytest.raises(PhoenixException, match="Socket disconnected"):
+        await connecting
+    await server.control("reset")
+    await socket.connect()
+    assert socket.state is PhoenixSocketState.connected
