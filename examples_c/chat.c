@@ -77,18 +77,23 @@ int main(int argc, char **argv) {
     }
     st = phx_channel_join_wait(channel, "{}", 5000, &reply);
     if (st != PHX_OK) {
-        if (reply) fprintf(stderr, "chat: join refused: %s\n", (const char *)reply->payload);
+        if (reply)
+            fprintf(stderr, "chat: join refused: %.*s\n", (int)reply->payload_len,
+                    (const char *)reply->payload);
         rc = fail("joining room:lobby", st);
         goto done;
     }
-    printf("joined room:lobby: %s\n", (const char *)reply->payload); /* NUL-terminated JSON */
+    /* No payload is NUL-terminated: print it with its length. */
+    printf("joined room:lobby: %.*s\n", (int)reply->payload_len, (const char *)reply->payload);
     phx_response_free(reply);
     reply = NULL;
 
     /* 3. Push a message and wait for the reply. The server broadcasts it to everyone in the
      *    room, us included, so on_message prints it too (before the reply arrives). */
     st = phx_channel_push_wait(channel, "new_msg", "{\"body\":\"hello\"}", 5000, &reply);
-    if (reply) printf("reply: %s %s\n", reply->status, (const char *)reply->payload);
+    if (reply)
+        printf("reply: %s %.*s\n", reply->status, (int)reply->payload_len,
+               (const char *)reply->payload);
     if (st != PHX_OK) {
         rc = fail("pushing new_msg", st);
         goto done;

@@ -444,9 +444,9 @@ typedef void (*phx_reply_cb)(void *user_data,
 
 /**
  * A server reply obtained by a blocking call, owned by the caller and freed with
- * `phx_response_free`. `status` is NUL-terminated UTF-8 (`"ok"`, `"error"`, ...). The payload
- * (the server's response) is followed by a NUL byte not counted in `payload_len`, so JSON
- * text can be used as a C string.
+ * `phx_response_free`. `status` is NUL-terminated UTF-8 (`"ok"`, `"error"`, ...), its length
+ * beside it. The payload (the server's response) is NOT NUL-terminated, as no payload handed
+ * to C is: use `payload_len`.
  */
 typedef struct phx_response_t {
     const char *status;
@@ -473,15 +473,18 @@ typedef void (*phx_wake_fn)(void *user_data);
  *
  * | kind | fields |
  * |---|---|
- * | `PHX_EVENT_REPLY` | `tag`, `status` (a `PHX_*` status), `topic`; with a server reply (`PHX_OK`, `PHX_ERR_REPLY`) `reply_status`, `payload_kind`, `payload`, `payload_len` |
- * | `PHX_EVENT_MESSAGE` | `topic`, `event`, `join_ref` and `ref` (NULL when absent), `payload_kind`, `payload`, `payload_len` |
+ * | `PHX_EVENT_REPLY` | `tag`, `status` (a `PHX_*` status), `channel_id`, `topic`; with a server reply (`PHX_OK`, `PHX_ERR_REPLY`) `reply_status`, `payload_kind`, `payload`, `payload_len` |
+ * | `PHX_EVENT_MESSAGE` | `channel_id`, `topic`, `event`, `join_ref` and `ref` (NULL when absent), `payload_kind`, `payload`, `payload_len` |
  * | `PHX_EVENT_SOCKET_STATE` | `state` (a `PHX_SOCKET_*` value), `reason` (never NULL; kind `PHX_REASON_NONE` when none is given) |
- * | `PHX_EVENT_CHANNEL_STATE` | `topic`, `state` (a `PHX_CHANNEL_*` value) |
- * | `PHX_EVENT_REJOIN` | `topic`, `status`; with a server reply `reply_status` and the payload fields |
+ * | `PHX_EVENT_CHANNEL_STATE` | `channel_id`, `topic`, `state` (a `PHX_CHANNEL_*` value) |
+ * | `PHX_EVENT_REJOIN` | `channel_id`, `topic`, `status`; with a server reply `reply_status` and the payload fields |
  * | `PHX_EVENT_OVERFLOW` | `dropped`: how many events were dropped since the previous overflow event |
  *
- * Strings are NUL-terminated UTF-8. The payload is followed by a NUL byte not counted in
- * `payload_len` (so JSON text can be used as a C string).
+ * `channel_id` names the channel instance (`phx_channel_id`): while an old instance of a
+ * topic is still leaving and a new one joins, both have the same topic but not the same id.
+ *
+ * Strings are NUL-terminated UTF-8 and their lengths (NUL excluded) are given beside them.
+ * The payload is NOT NUL-terminated, as no payload handed to C is: use `payload_len`.
  */
 typedef struct phx_event_t {
     /**
@@ -509,19 +512,28 @@ typedef struct phx_event_t {
      */
     uint64_t dropped;
     /**
+     * The channel instance (`phx_channel_id`); 0 for socket events.
+     */
+    uint64_t channel_id;
+    /**
      * The channel's topic.
      */
     const char *topic;
+    size_t topic_len;
     /**
      * The message's event name.
      */
     const char *event;
+    size_t event_len;
     const char *join_ref;
+    size_t join_ref_len;
     const char *ref;
+    size_t ref_len;
     /**
      * The server's reply status (`"ok"`, `"error"`, ...).
      */
     const char *reply_status;
+    size_t reply_status_len;
     const uint8_t *payload;
     size_t payload_len;
     /**
@@ -651,10 +663,10 @@ phx_status_t phx_socket_new(const char *url,
 
 /**
  * Starts connecting socket `s` (asynchronous; progress is reported through `on_state` and
- * `PHX_EVENT_SOCKET_STATE`). Idempotent: does nothing unless the socket is disconnected.
- * Once connected, lost connections are re-established on the reconnect schedule until
- * `phx_socket_disconnect`. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread,
- * callbacks included.
+ * `PHX_EVENT_SOCKET_STATE`). Idempotent: does nothing unless the socket is disconnected; when
+ * it returns, the state is `PHX_SOCKET_CONNECTING` (or a later one). Once connected, lost
+ * connections are re-established on the reconnect schedule until `phx_socket_disconnect`.
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, concurrently, callbacks included.
  */
 phx_status_t phx_socket_connect(struct phx_socket_t *s);
 
@@ -664,26 +676,31 @@ phx_status_t phx_socket_connect(struct phx_socket_t *s);
  * `timeout_ms`: how long to wait; 0 means the socket's connect timeout
  * (`phx_options_set_connect_timeout_ms`, 10 s by default). Returns `PHX_OK` once connected
  * (at once if it already is), `PHX_ERR_TIMEOUT` if it is not connected in time (the socket
- * keeps trying in the background), `PHX_ERR_CLOSED` if it is disconnected
- * (`phx_socket_disconnect` from another thread) or freed meanwhile, `PHX_ERR_WRONG_THREAD` on
- * a library thread (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but
- * library threads.
+ * keeps trying in the background), `PHX_ERR_CLOSED` if `phx_socket_disconnect` is called (on
+ * another thread) after this call began, or if the socket is freed meanwhile (the call keeps
+ * what it uses alive; see `phx_socket_free`), `PHX_ERR_WRONG_THREAD` on a library thread
+ * (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but library threads,
+ * concurrently.
  */
 phx_status_t phx_socket_connect_wait(struct phx_socket_t *s,
                                      uint64_t timeout_ms);
 
 /**
  * Disconnects socket `s`: closes the connection (code 1000) and stops reconnecting. Every
- * channel becomes closed and every pending or buffered operation completes with
- * `PHX_ERR_CLOSED` at once. The socket can connect again later. Returns
- * `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, callbacks included.
+ * channel that was joined becomes closed and every pending or buffered operation completes
+ * with `PHX_ERR_CLOSED` at once. When it returns, the state is `PHX_SOCKET_DISCONNECTED`,
+ * those channels are `PHX_CHANNEL_CLOSED` (pushes on them fail with `PHX_ERR_STATE`) and
+ * `phx_socket_channel` returns fresh instances for their topics. The socket can connect
+ * again later. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, concurrently,
+ * callbacks included.
  */
 phx_status_t phx_socket_disconnect(struct phx_socket_t *s);
 
 /**
- * Writes the current state of socket `s` (a `PHX_SOCKET_*` value) to `*out_state`.
- * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments; `*out_state` is written only on
- * `PHX_OK`. Any thread.
+ * Writes the current state of socket `s` (a `PHX_SOCKET_*` value) to `*out_state`: what the
+ * last `phx_socket_connect`/`phx_socket_disconnect` of any thread decided, or what the
+ * connection did since. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments; `*out_state`
+ * is written only on `PHX_OK`. Any thread, concurrently.
  */
 phx_status_t phx_socket_state(const struct phx_socket_t *s,
                               uint32_t *out_state);
@@ -708,9 +725,11 @@ phx_status_t phx_socket_last_reason(const struct phx_socket_t *s,
  *   these callbacks: when they are replaced or removed, or when the socket is freed.
  *
  * Callbacks run on libphx's threads, one at a time per socket, never while an internal lock
- * is held; they may call any libphx function (blocking ones return `PHX_ERR_WRONG_THREAD`).
- * A call already under way when the handler is replaced finishes first; `free_user_data` of
- * the old registration runs after it.
+ * is held; they may call any libphx function, `phx_socket_free` included (blocking ones
+ * return `PHX_ERR_WRONG_THREAD`). They run on the runtime's worker threads, which serve many
+ * sockets: a callback should return within microseconds and hand longer work to a thread of
+ * its own (see "Threads" at the top of this header). A call already under way when the
+ * handler is replaced finishes first; `free_user_data` of the old registration runs after it.
  *
  * Ownership: on `PHX_OK` the socket owns `user_data` (released through `free_user_data`); on
  * an error nothing is consumed. Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL socket. Any
@@ -725,45 +744,64 @@ phx_status_t phx_socket_set_handler(struct phx_socket_t *s,
  * Frees socket `s`: closes its connection, completes every pending operation with
  * `PHX_ERR_CLOSED`, releases every handler (each `free_user_data` is called) and frees the
  * event queue with the events still in it (events already taken stay valid). NULL is a
- * no-op. `s` must not be used afterwards; channel handles of this socket stay valid (their
- * operations return `PHX_ERR_CLOSED`) until freed with `phx_channel_free`.
+ * no-op. Channel handles of this socket stay valid (their operations return
+ * `PHX_ERR_CLOSED`) until freed with `phx_channel_free`.
  *
- * Called outside a callback, it waits until that is done: once it returns, no callback of
- * this socket runs again. Called inside a callback (of this socket or another), it does not
- * wait: no handler callback of this socket is called any more, and pending operations
- * complete and handlers are released right after the current callback returns. Any thread.
+ * Calls on `s` already in progress on other threads when it begins (a blocking
+ * `phx_socket_connect_wait` or `phx_socket_next_event` above all) keep what they use alive
+ * and return `PHX_ERR_CLOSED`; starting a new call on `s` once `phx_socket_free(s)` has begun
+ * is the caller's error (as using any freed pointer is).
+ *
+ * Called outside a callback, it waits until the socket's task has stopped: once it returns,
+ * no callback of this socket runs again. Called inside a callback (of this socket or
+ * another), it does not wait: no handler callback of this socket starts any more, and pending
+ * operations complete and handlers are released right after the current callback returns.
+ * Any thread, once per socket.
  */
 void phx_socket_free(struct phx_socket_t *s);
 
 /**
  * Writes to `*out` a handle to the channel of socket `s` for `topic`: the same channel while
- * it is not closed after a join or leave, a fresh one after that (so a refused or left
- * channel can be joined again through a new handle).
+ * it is not closed, a fresh one once it is (after a refused join, a completed leave,
+ * `phx_socket_disconnect` or the server's `phx_close`), so a refused or left channel can be
+ * joined again through a new handle. A channel that was never joined is released when its
+ * last handle is freed.
  *
  * - `topic`: NUL-terminated UTF-8, borrowed for the call.
  * - `out`: on `PHX_OK`, a new reference owned by the caller, released with
- *   `phx_channel_free`. Two calls returning the same channel return the same pointer (each a
- *   reference of its own). The handle stays valid after the socket is freed (its operations
- *   then return `PHX_ERR_CLOSED`). Written only on `PHX_OK`.
+ *   `phx_channel_free`. Two calls returning the same channel while the first handle is held
+ *   return the same pointer (each a reference of its own). The handle stays valid after the
+ *   socket is freed (its operations then return `PHX_ERR_CLOSED`). Written only on `PHX_OK`.
  *
- * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or invalid UTF-8. Any thread,
- * callbacks included.
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or invalid UTF-8, `PHX_ERR_CLOSED`
+ * once the socket's free has begun on another thread. Any thread, concurrently, callbacks
+ * included.
  */
 phx_status_t phx_socket_channel(struct phx_socket_t *s,
                                 const char *topic,
                                 struct phx_channel_t **out);
 
 /**
+ * The id of channel instance `c`, unique within its socket and never reused: the
+ * `channel_id` of the events and tagged replies that concern it. Two instances of one topic
+ * (an old one still leaving, a fresh one joining) have different ids. 0 for NULL. Any
+ * thread, concurrently.
+ */
+uint64_t phx_channel_id(const struct phx_channel_t *c);
+
+/**
  * Releases one reference to a channel handle. NULL is a no-op. Releasing the last reference
- * neither leaves the channel nor removes its callbacks: they stay until the channel closes
- * or the socket is freed. Any thread, callbacks included.
+ * of a joined channel neither leaves it nor removes its callbacks: they stay until the
+ * channel closes or the socket is freed; the last reference of a channel never joined
+ * releases it. Any thread, concurrently (each reference is released once), callbacks
+ * included.
  */
 void phx_channel_free(struct phx_channel_t *c);
 
 /**
  * Writes the state of channel `c` (a `PHX_CHANNEL_*` value) to `*out_state`; after the
  * socket is freed that is `PHX_CHANNEL_CLOSED`. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL
- * arguments; `*out_state` is written only on `PHX_OK`. Any thread.
+ * arguments; `*out_state` is written only on `PHX_OK`. Any thread, concurrently.
  */
 phx_status_t phx_channel_state(const struct phx_channel_t *c,
                                uint32_t *out_state);
@@ -913,9 +951,9 @@ phx_status_t phx_channel_leave_tagged(struct phx_channel_t *c,
  *
  * - `payload_json`: NULL means `{}`; borrowed for the call.
  * - `timeout_ms`: 0 for the socket's default (10 s).
- * - `out_response` (nullable): on `PHX_OK` and `PHX_ERR_REPLY` (and only then), receives the
- *   server's response, owned by the caller and freed with `phx_response_free`. NULL: the
- *   response is discarded.
+ * - `out_response` (nullable): receives the server's response, owned by the caller and freed
+ *   with `phx_response_free`, on the two statuses that carry one, `PHX_OK` and
+ *   `PHX_ERR_REPLY` (the rule of every out-parameter); NULL: the response is discarded.
  *
  * Returns `PHX_ERR_WRONG_THREAD` on a library thread (inside a callback), and the errors of
  * `phx_channel_join` for a join that cannot start. Any thread but library threads.

@@ -360,6 +360,11 @@ impl Socket {
         lock(&self.shared.last_reason).clone()
     }
 
+    /// The socket's configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     /// The full URL the socket connects to (`vsn` and params included).
     pub fn endpoint_url(&self) -> &str {
         &self.shared.endpoint.url
@@ -508,6 +513,7 @@ impl Channel {
         on_reply: OnReply,
     ) -> Result<(), Status> {
         validate(&payload, &self.shared.topic, "phx_join")?;
+        self.check_open()?;
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.default_timeout);
         let _c = self.socket.control();
         let ch = &self.shared;
@@ -540,6 +546,7 @@ impl Channel {
         on_reply: OnReply,
     ) -> Result<(), Status> {
         validate(&payload, &self.shared.topic, event)?;
+        self.check_open()?;
         // Lock-free: these flags only ever go from false to true, each before the call that
         // set it returned.
         if !self.shared.join_called.load(Ordering::Acquire)
@@ -565,6 +572,7 @@ impl Channel {
     /// or `Closed` for a channel that was never joined (nothing to tell the server) or that
     /// is closed already.
     pub fn leave(&self, timeout: Option<Duration>, on_reply: OnReply) -> Result<(), Status> {
+        self.check_open()?;
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.leave_timeout);
         let mut c = self.socket.control();
         let ch = &self.shared;
@@ -585,6 +593,14 @@ impl Channel {
 
     fn send(&self, cmd: Command) -> Result<(), Status> {
         self.socket.cmd.send(cmd).map_err(|_| Status::Closed)
+    }
+
+    /// `Closed` once the socket is shutting down (which closes every channel).
+    fn check_open(&self) -> Result<(), Status> {
+        if self.socket.shut_down.load(Ordering::Acquire) {
+            return Err(Status::Closed);
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,6 @@ mod url;
 
 pub use config::{millis, Config};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
-pub use handle::{Channel, Socket};
+pub use handle::{Channel, Socket, WaitError};
 pub use types::*;
 pub use url::{endpoint, Endpoint};

@@ -1,4 +1,13 @@
-//! The one Tokio runtime every socket of the process shares, and the "library thread" marker.
+//! The one Tokio runtime every socket of the process shares, the "library thread" marker, and
+//! how user callbacks run on it.
+//!
+//! Callbacks run on the runtime's worker threads, inside the socket's task. A callback that
+//! blocks holds its worker; the runtime's other workers (at least two) take over the other
+//! sockets' tasks. A socket whose callbacks prove slow (one batch of its events took longer
+//! than [`SLOW_BATCH`]) has its later callbacks run through `block_in_place`, which hands the
+//! worker's other tasks to a fresh thread for the duration of each callback, so even many slow
+//! sockets at once cannot starve the fast ones. That costs a thread hand-off per callback, and
+//! only slow sockets pay it.
 
 use std::cell::Cell;
 use std::sync::LazyLock;
@@ -17,16 +26,45 @@ static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
-                .min(4)
+                .clamp(2, 4)
         });
+    new_runtime(workers).expect("libphx: cannot start the Tokio runtime")
+});
+
+/// A runtime configured as the shared one, with `workers` worker threads (the shared one has
+/// `PHX_WORKER_THREADS`, or the number of cores clamped to 2..=4: two at least, so one blocked
+/// callback never stops every socket).
+pub fn new_runtime(workers: usize) -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("phx-worker")
         .on_thread_start(|| LIBRARY_THREAD.with(|c| c.set(c.get() + 1)))
         .enable_all()
         .build()
-        .expect("libphx: cannot start the Tokio runtime")
-});
+}
+
+/// A batch of one socket's events that took longer than this marks its callbacks slow.
+pub(crate) const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(20);
+
+thread_local! {
+    /// Set while a socket whose callbacks are slow handles an event.
+    static ISOLATE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks whether the callbacks about to run on this thread are a slow socket's.
+pub(crate) fn set_isolated(on: bool) {
+    ISOLATE.with(|c| c.set(on));
+}
+
+/// Runs a user callback: through `block_in_place` for a slow socket (see the module
+/// documentation), directly otherwise.
+pub(crate) fn run_callback(f: impl FnOnce()) {
+    if ISOLATE.with(Cell::get) {
+        tokio::task::block_in_place(f);
+    } else {
+        f();
+    }
+}
 
 /// The shared runtime (started on first use, never dropped).
 pub fn shared() -> &'static Handle {

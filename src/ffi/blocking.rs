@@ -4,8 +4,9 @@
 
 #![allow(non_camel_case_types)]
 
-use super::callbacks::Completion;
-use super::channel::{join_op, leave_op, live, phx_channel_t, push_op};
+use super::callbacks::CompletionSink;
+use super::channel::{join_op, leave_op, push_op};
+use super::handles::{live, phx_channel_t};
 use super::status::phx_status_t;
 use super::types::payload_parts;
 use super::util::{
@@ -17,9 +18,9 @@ use std::ffi::c_char;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A server reply obtained by a blocking call, owned by the caller and freed with
-/// `phx_response_free`. `status` is NUL-terminated UTF-8 (`"ok"`, `"error"`, ...). The payload
-/// (the server's response) is followed by a NUL byte not counted in `payload_len`, so JSON
-/// text can be used as a C string.
+/// `phx_response_free`. `status` is NUL-terminated UTF-8 (`"ok"`, `"error"`, ...), its length
+/// beside it. The payload (the server's response) is NOT NUL-terminated, as no payload handed
+/// to C is: use `payload_len`.
 #[repr(C)]
 pub struct phx_response_t {
     pub status: *const c_char,
@@ -43,10 +44,10 @@ unsafe impl Send for ResponseBox {}
 impl ResponseBox {
     fn new(reply: &ReplyRef<'_>) -> Box<Self> {
         let (payload_kind, payload) = payload_parts(&reply.response);
-        let mut storage = Vec::with_capacity(reply.status.len() + payload.len() + 2);
+        let mut storage = Vec::with_capacity(reply.status.len() + 1 + payload.len());
         let mut pack = StrPack::new(&mut storage);
         let status = pack.push(reply.status.as_bytes());
-        let body = pack.push(payload);
+        let body = pack.push_bytes(payload);
         let buf = pack.finish();
         let response = phx_response_t {
             status: status.ptr(buf),
@@ -61,7 +62,7 @@ impl ResponseBox {
 }
 
 /// One operation's outcome, handed from the completing library thread to the waiter.
-pub(crate) struct Oneshot {
+struct Oneshot {
     slot: Mutex<Option<(Status, Option<Box<ResponseBox>>)>>,
     done: Condvar,
 }
@@ -72,12 +73,6 @@ impl Oneshot {
             slot: Mutex::new(None),
             done: Condvar::new(),
         })
-    }
-
-    pub(crate) fn complete(&self, status: Status, reply: Option<&ReplyRef<'_>>) {
-        let response = reply.map(ResponseBox::new);
-        *lock(&self.slot) = Some((status, response));
-        self.done.notify_all();
     }
 
     fn wait(&self) -> (Status, Option<Box<ResponseBox>>) {
@@ -91,15 +86,23 @@ impl Oneshot {
     }
 }
 
+impl CompletionSink for Arc<Oneshot> {
+    fn complete(&self, status: Status, reply: Option<&ReplyRef<'_>>) {
+        let response = reply.map(ResponseBox::new);
+        *lock(&self.slot) = Some((status, response));
+        self.done.notify_all();
+    }
+}
+
 /// Runs `start` with a oneshot completion and waits for it.
 fn run_and_wait(
-    start: impl FnOnce(Completion) -> FfiResult,
+    start: impl FnOnce(Arc<Oneshot>) -> FfiResult,
 ) -> FfiResult<(Status, Option<Box<ResponseBox>>)> {
     if runtime::on_library_thread() {
         return Err(phx_status_t::PHX_ERR_WRONG_THREAD);
     }
     let slot = Oneshot::new();
-    start(Completion::Oneshot(slot.clone()))?;
+    start(slot.clone())?;
     Ok(slot.wait())
 }
 
@@ -126,9 +129,9 @@ unsafe fn deliver(
 ///
 /// - `payload_json`: NULL means `{}`; borrowed for the call.
 /// - `timeout_ms`: 0 for the socket's default (10 s).
-/// - `out_response` (nullable): on `PHX_OK` and `PHX_ERR_REPLY` (and only then), receives the
-///   server's response, owned by the caller and freed with `phx_response_free`. NULL: the
-///   response is discarded.
+/// - `out_response` (nullable): receives the server's response, owned by the caller and freed
+///   with `phx_response_free`, on the two statuses that carry one, `PHX_OK` and
+///   `PHX_ERR_REPLY` (the rule of every out-parameter); NULL: the response is discarded.
 ///
 /// Returns `PHX_ERR_WRONG_THREAD` on a library thread (inside a callback), and the errors of
 /// `phx_channel_join` for a join that cannot start. Any thread but library threads.

@@ -1,15 +1,15 @@
-//! Callback registrations and operation completions.
+//! Callback registrations and operation completions: the bottom layer of the C surface above
+//! the plain types (it knows no handle, queue or waiter).
 //!
 //! A registration holds the caller's function pointers, `user_data` and `free_user_data`;
 //! its `Drop` calls `free_user_data` exactly once, so it is released by whoever drops the
-//! last reference, after the last call. A completion is where one join, push or leave reports:
-//! a C callback, a blocking waiter, or the socket's event queue. [`submit`] makes sure it
-//! reports exactly once even when the engine discards an operation it had accepted.
+//! last reference, after the last call. A completion is where one join, push or leave reports,
+//! any [`CompletionSink`]: a C callback ([`CallbackSink`], here), a blocking waiter or the
+//! socket's event queue (each in its own module). [`submit`] makes sure it reports exactly
+//! once even when the engine discards an operation it had accepted.
 
 #![allow(non_camel_case_types)]
 
-use super::blocking::Oneshot;
-use super::events::EventQueue;
 use super::types::{
     channel_state, log_level, phx_message_t, phx_reason_t, phx_reply_t, socket_state, with_c_text,
     with_message, with_reply,
@@ -169,33 +169,20 @@ impl WakeRegistration {
 // ---- completions ------------------------------------------------------------------------------
 
 /// Where one operation reports its outcome.
-#[derive(Clone)]
-pub(crate) enum Completion {
-    /// A C callback (nothing at all when the caller gave NULL).
-    Callback(phx_reply_cb, UserData),
-    /// A blocking caller waiting in `phx_channel_*_wait`.
-    Oneshot(Arc<Oneshot>),
-    /// The socket's event queue, as a `PHX_EVENT_REPLY` carrying `tag`.
-    Queue {
-        queue: Arc<EventQueue>,
-        tag: u64,
-        topic: Arc<str>,
-    },
+pub(crate) trait CompletionSink: Clone + Send + Sync + 'static {
+    fn complete(&self, status: Status, reply: Option<&ReplyRef<'_>>);
 }
 
-impl Completion {
-    pub(crate) fn complete(&self, status: Status, reply: Option<ReplyRef<'_>>) {
-        let code = super::status::phx_status_t::from(status) as u32;
-        match self {
-            Completion::Callback(Some(f), user_data) => {
-                // SAFETY: the caller's callback; the reply view lives until it returns.
-                with_reply(reply.as_ref(), |r| unsafe { f(user_data.0, code, r) })
-            }
-            Completion::Callback(None, _) => {}
-            Completion::Oneshot(slot) => slot.complete(status, reply.as_ref()),
-            Completion::Queue { queue, tag, topic } => {
-                queue.push_reply(*tag, topic, code, reply.as_ref())
-            }
+/// A C completion callback and its `user_data` (nothing at all when the caller gave NULL).
+#[derive(Clone, Copy)]
+pub(crate) struct CallbackSink(pub(crate) phx_reply_cb, pub(crate) UserData);
+
+impl CompletionSink for CallbackSink {
+    fn complete(&self, status: Status, reply: Option<&ReplyRef<'_>>) {
+        if let CallbackSink(Some(f), user_data) = *self {
+            let code = super::status::phx_status_t::from(status) as u32;
+            // SAFETY: the caller's callback; the reply view lives until it returns.
+            with_reply(reply, |r| unsafe { f(user_data.0, code, r) })
         }
     }
 }
@@ -206,20 +193,20 @@ const DROPPED_WHILE_SUBMITTING: u8 = 2;
 
 /// The completion handed to the engine. Fires exactly once: through the engine's call, or,
 /// if the engine drops it uncalled after accepting the operation, with `PHX_ERR_CLOSED`.
-struct Pending {
-    target: Option<Completion>,
+struct Pending<S: CompletionSink> {
+    target: Option<S>,
     sync: Arc<AtomicU8>,
 }
 
-impl Pending {
+impl<S: CompletionSink> Pending<S> {
     fn fire(mut self, status: Status, reply: Option<ReplyRef<'_>>) {
         if let Some(target) = self.target.take() {
-            target.complete(status, reply);
+            target.complete(status, reply.as_ref());
         }
     }
 }
 
-impl Drop for Pending {
+impl<S: CompletionSink> Drop for Pending<S> {
     fn drop(&mut self) {
         let Some(target) = self.target.take() else {
             return;
@@ -242,8 +229,8 @@ impl Drop for Pending {
 ///
 /// If `op` fails, the completion never fires (the engine drops it uncalled). If it succeeds,
 /// the completion fires exactly once, even if the engine discards the operation.
-pub(crate) fn submit(
-    target: Completion,
+pub(crate) fn submit<S: CompletionSink>(
+    target: S,
     op: impl FnOnce(OnReply) -> Result<(), Status>,
 ) -> Result<(), Status> {
     let sync = Arc::new(AtomicU8::new(SUBMITTING));

@@ -1,127 +1,23 @@
-//! `phx_channel_t`: a reference-counted handle to one channel instance of a socket, and the
-//! channel operations (callback and tagged forms).
-//!
-//! Every engine channel instance gets one handle object (shared by every
-//! `phx_socket_channel` call that returns that instance) and one engine-side handler
-//! ([`ChannelTap`]) installed at creation. The tap feeds the event queue and calls the
-//! caller's registration, kept in the [`ChannelHub`]; when the engine drops the tap (the
-//! channel closed for good, or the socket was freed) the registration is released.
+//! `phx_channel_t`'s entry points: taking and releasing handles, state, handlers, and the
+//! channel operations in their callback and tagged forms (the blocking forms are in
+//! `blocking`, over the same operations).
 
 use super::callbacks::{
-    phx_channel_handler_t, phx_free_fn, phx_reply_cb, submit, ChannelRegistration, Completion,
+    phx_channel_handler_t, phx_free_fn, phx_reply_cb, submit, CallbackSink, ChannelRegistration,
+    CompletionSink,
 };
-use super::events::queue_of_core;
-use super::socket::{phx_socket_t, SocketCore};
+use super::events::queue_of;
+use super::handles::{live, phx_channel_t, phx_socket_t, socket_arg};
+use super::queue::QueueSink;
 use super::status::phx_status_t;
 use super::types::channel_state;
 use super::util::{
-    arc_from_raw, arc_into_raw, c_slice, c_str, guard, guard_or, handle_ref, lock, op_timeout,
-    opt_c_str, out_ptr, write_out, FfiResult, UserData,
+    arc_from_raw, arc_into_raw, c_slice, c_str, guard, guard_or, handle_ref, op_timeout, opt_c_str,
+    out_ptr, write_out, FfiResult, UserData,
 };
-use crate::engine::{Body, Channel, ChannelHandler, ChannelState, Message, ReplyRef, Status};
+use crate::engine::{Body, ChannelState};
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex};
-
-/// A channel of a socket (opaque, reference counted). Each `phx_socket_channel` returns a new
-/// reference, each `phx_channel_free` releases one.
-pub struct phx_channel_t {
-    pub(crate) channel: Channel,
-    pub(crate) hub: Arc<ChannelHub>,
-    pub(crate) core: Arc<SocketCore>,
-}
-
-/// The caller's registration for one channel instance.
-pub(crate) struct ChannelHub {
-    pub(crate) topic: Arc<str>,
-    slot: Mutex<HubSlot>,
-}
-
-struct HubSlot {
-    user: Option<Arc<ChannelRegistration>>,
-    /// The engine released the channel: no callback will run again.
-    retired: bool,
-}
-
-impl ChannelHub {
-    fn current(&self) -> Option<Arc<ChannelRegistration>> {
-        lock(&self.slot).user.clone()
-    }
-}
-
-/// The engine-side handler of a channel instance.
-struct ChannelTap {
-    hub: Arc<ChannelHub>,
-    core: Arc<SocketCore>,
-}
-
-impl ChannelHandler for ChannelTap {
-    fn on_message(&self, message: &Message<'_>) {
-        if self.core.is_closed() {
-            return;
-        }
-        if let Some(queue) = self.core.events.get() {
-            queue.push_message(message);
-        }
-        if let Some(user) = self.hub.current() {
-            user.on_message(message);
-        }
-    }
-
-    fn on_state(&self, state: ChannelState) {
-        if self.core.is_closed() {
-            return;
-        }
-        if let Some(queue) = self.core.events.get() {
-            queue.push_channel_state(&self.hub.topic, state);
-        }
-        if let Some(user) = self.hub.current() {
-            user.on_state(state);
-        }
-    }
-
-    fn on_rejoin(&self, status: Status, reply: Option<ReplyRef<'_>>) {
-        if self.core.is_closed() {
-            return;
-        }
-        if let Some(queue) = self.core.events.get() {
-            let code = phx_status_t::from(status) as u32;
-            queue.push_rejoin(&self.hub.topic, code, reply.as_ref());
-        }
-        if let Some(user) = self.hub.current() {
-            user.on_rejoin(status, reply);
-        }
-    }
-}
-
-impl Drop for ChannelTap {
-    fn drop(&mut self) {
-        super::util::contain(|| {
-            let user = {
-                let mut slot = lock(&self.hub.slot);
-                slot.retired = true;
-                slot.user.take()
-            };
-            drop(user);
-            let entry = {
-                let mut channels = lock(&self.core.channels);
-                match channels.get(&*self.hub.topic) {
-                    Some(c) if Arc::ptr_eq(&c.hub, &self.hub) => channels.remove(&*self.hub.topic),
-                    _ => None,
-                }
-            };
-            drop(entry);
-        });
-    }
-}
-
-/// Borrows a channel handle whose socket is still alive (`PHX_ERR_CLOSED` once it is freed).
-pub(crate) unsafe fn live<'a>(c: *const phx_channel_t) -> FfiResult<&'a phx_channel_t> {
-    let c = handle_ref(c)?;
-    if c.core.is_closed() {
-        return Err(phx_status_t::PHX_ERR_CLOSED);
-    }
-    Ok(c)
-}
+use std::sync::Arc;
 
 // ---- operations shared by the callback, tagged and blocking forms ----------------------------
 
@@ -129,7 +25,7 @@ pub(crate) fn join_op(
     c: &phx_channel_t,
     payload: Option<&str>,
     timeout_ms: u64,
-    target: Completion,
+    target: impl CompletionSink,
 ) -> FfiResult {
     let body = Body::Json(payload.unwrap_or("{}").to_owned());
     submit(target, |on_reply| {
@@ -143,7 +39,7 @@ pub(crate) fn push_op(
     event: &str,
     body: Body,
     timeout_ms: u64,
-    target: Completion,
+    target: impl CompletionSink,
 ) -> FfiResult {
     submit(target, |on_reply| {
         c.channel
@@ -152,7 +48,11 @@ pub(crate) fn push_op(
     .map_err(phx_status_t::from)
 }
 
-pub(crate) fn leave_op(c: &phx_channel_t, timeout_ms: u64, target: Completion) -> FfiResult {
+pub(crate) fn leave_op(
+    c: &phx_channel_t,
+    timeout_ms: u64,
+    target: impl CompletionSink,
+) -> FfiResult {
     submit(target, |on_reply| {
         c.channel.leave(op_timeout(timeout_ms), on_reply)
     })
@@ -162,17 +62,20 @@ pub(crate) fn leave_op(c: &phx_channel_t, timeout_ms: u64, target: Completion) -
 // ---- handles ------------------------------------------------------------------------------------
 
 /// Writes to `*out` a handle to the channel of socket `s` for `topic`: the same channel while
-/// it is not closed after a join or leave, a fresh one after that (so a refused or left
-/// channel can be joined again through a new handle).
+/// it is not closed, a fresh one once it is (after a refused join, a completed leave,
+/// `phx_socket_disconnect` or the server's `phx_close`), so a refused or left channel can be
+/// joined again through a new handle. A channel that was never joined is released when its
+/// last handle is freed.
 ///
 /// - `topic`: NUL-terminated UTF-8, borrowed for the call.
 /// - `out`: on `PHX_OK`, a new reference owned by the caller, released with
-///   `phx_channel_free`. Two calls returning the same channel return the same pointer (each a
-///   reference of its own). The handle stays valid after the socket is freed (its operations
-///   then return `PHX_ERR_CLOSED`). Written only on `PHX_OK`.
+///   `phx_channel_free`. Two calls returning the same channel while the first handle is held
+///   return the same pointer (each a reference of its own). The handle stays valid after the
+///   socket is freed (its operations then return `PHX_ERR_CLOSED`). Written only on `PHX_OK`.
 ///
-/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or invalid UTF-8. Any thread,
-/// callbacks included.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or invalid UTF-8, `PHX_ERR_CLOSED`
+/// once the socket's free has begun on another thread. Any thread, concurrently, callbacks
+/// included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_channel(
     s: *mut phx_socket_t,
@@ -180,46 +83,32 @@ pub unsafe extern "C" fn phx_socket_channel(
     out: *mut *mut phx_channel_t,
 ) -> phx_status_t {
     guard(|| {
-        let s = handle_ref(s)?;
+        let s = socket_arg(s)?;
         let out = out_ptr(out)?;
         let topic = c_str(topic)?;
-        let core = &s.core;
-        let mut channels = lock(&core.channels);
-        let channel = s.socket.channel(topic);
-        if let Some(existing) = channels.get(topic) {
-            if existing.channel.same_as(&channel) {
-                write_out(out, arc_into_raw(existing.clone()));
-                return Ok(());
-            }
+        if s.core.is_closed() {
+            return Err(phx_status_t::PHX_ERR_CLOSED);
         }
-        let hub = Arc::new(ChannelHub {
-            topic: topic.into(),
-            slot: Mutex::new(HubSlot {
-                user: None,
-                retired: false,
-            }),
-        });
-        // Installed before the handle is returned, so the handler sees every event.
-        channel.set_handler(Some(Arc::new(ChannelTap {
-            hub: hub.clone(),
-            core: core.clone(),
-        })));
-        let handle = Arc::new(phx_channel_t {
-            channel,
-            hub,
-            core: core.clone(),
-        });
-        let replaced = channels.insert(topic.into(), handle.clone());
-        drop(channels);
-        drop(replaced);
+        let handle = s.core.handle_for(s.socket.channel(topic));
         write_out(out, arc_into_raw(handle));
         Ok(())
     })
 }
 
+/// The id of channel instance `c`, unique within its socket and never reused: the
+/// `channel_id` of the events and tagged replies that concern it. Two instances of one topic
+/// (an old one still leaving, a fresh one joining) have different ids. 0 for NULL. Any
+/// thread, concurrently.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_id(c: *const phx_channel_t) -> u64 {
+    guard_or(0, || handle_ref(c).map_or(0, |c| c.hub.id))
+}
+
 /// Releases one reference to a channel handle. NULL is a no-op. Releasing the last reference
-/// neither leaves the channel nor removes its callbacks: they stay until the channel closes
-/// or the socket is freed. Any thread, callbacks included.
+/// of a joined channel neither leaves it nor removes its callbacks: they stay until the
+/// channel closes or the socket is freed; the last reference of a channel never joined
+/// releases it. Any thread, concurrently (each reference is released once), callbacks
+/// included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_free(c: *mut phx_channel_t) {
     guard_or((), || drop(arc_from_raw(c.cast_const())))
@@ -227,7 +116,7 @@ pub unsafe extern "C" fn phx_channel_free(c: *mut phx_channel_t) {
 
 /// Writes the state of channel `c` (a `PHX_CHANNEL_*` value) to `*out_state`; after the
 /// socket is freed that is `PHX_CHANNEL_CLOSED`. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL
-/// arguments; `*out_state` is written only on `PHX_OK`. Any thread.
+/// arguments; `*out_state` is written only on `PHX_OK`. Any thread, concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_channel_state(
     c: *const phx_channel_t,
@@ -270,17 +159,19 @@ pub unsafe extern "C" fn phx_channel_set_handler(
 ) -> phx_status_t {
     guard(|| {
         let c = live(c)?;
-        let h = h.as_ref().copied();
-        let old = {
-            let mut slot = lock(&c.hub.slot);
-            if slot.retired {
+        let registration = h
+            .as_ref()
+            .map(|h| Arc::new(ChannelRegistration::new(*h, user_data, free_user_data)));
+        match c.hub.replace(registration) {
+            Ok(old) => drop(old),
+            Err(refused) => {
+                // Nothing is consumed on an error: `user_data` stays the caller's.
+                if let Some(r) = refused.and_then(|r| Arc::try_unwrap(r).ok()) {
+                    r.disarm();
+                }
                 return Err(phx_status_t::PHX_ERR_CLOSED);
             }
-            let registration =
-                h.map(|h| Arc::new(ChannelRegistration::new(h, user_data, free_user_data)));
-            std::mem::replace(&mut slot.user, registration)
-        };
-        drop(old);
+        }
         Ok(())
     })
 }
@@ -315,7 +206,7 @@ pub unsafe extern "C" fn phx_channel_join(
             c,
             payload,
             timeout_ms,
-            Completion::Callback(cb, UserData(user_data)),
+            CallbackSink(cb, UserData(user_data)),
         )
     })
 }
@@ -344,7 +235,7 @@ pub unsafe extern "C" fn phx_channel_push(
         let c = live(c)?;
         let event = c_str(event)?;
         let body = Body::Json(c_str(payload_json)?.to_owned());
-        let target = Completion::Callback(cb, UserData(user_data));
+        let target = CallbackSink(cb, UserData(user_data));
         push_op(c, event, body, timeout_ms, target)
     })
 }
@@ -371,7 +262,7 @@ pub unsafe extern "C" fn phx_channel_push_binary(
         let c = live(c)?;
         let event = c_str(event)?;
         let body = Body::Binary(c_slice(data, len)?.to_vec());
-        let target = Completion::Callback(cb, UserData(user_data));
+        let target = CallbackSink(cb, UserData(user_data));
         push_op(c, event, body, timeout_ms, target)
     })
 }
@@ -393,17 +284,18 @@ pub unsafe extern "C" fn phx_channel_leave(
 ) -> phx_status_t {
     guard(|| {
         let c = live(c)?;
-        leave_op(c, timeout_ms, Completion::Callback(cb, UserData(user_data)))
+        leave_op(c, timeout_ms, CallbackSink(cb, UserData(user_data)))
     })
 }
 
 // ---- tagged forms ---------------------------------------------------------------------------------
 
 /// The completion that reports into the socket's event queue.
-fn tagged(c: &phx_channel_t, tag: u64) -> FfiResult<Completion> {
-    Ok(Completion::Queue {
-        queue: queue_of_core(&c.core)?,
+fn tagged(c: &phx_channel_t, tag: u64) -> FfiResult<QueueSink> {
+    Ok(QueueSink {
+        queue: queue_of(&c.core)?,
         tag,
+        channel_id: c.hub.id,
         topic: c.hub.topic.clone(),
     })
 }

@@ -37,8 +37,14 @@ mod channel;
 /// Blocking conveniences.
 mod blocking;
 
-/// The owned event queue.
+/// The owned event queue: entry points.
 mod events;
+
+/// The handle types and what they share.
+mod handles;
+
+/// The owned event queue itself.
+mod queue;
 
 /// Callback registrations and completions.
 mod callbacks;
@@ -52,7 +58,9 @@ pub use callbacks::{
 };
 pub use channel::*;
 pub use events::*;
+pub use handles::{phx_channel_t, phx_socket_t};
 pub use options::*;
+pub use queue::phx_event_t;
 pub use socket::*;
 pub use status::*;
 pub use types::*;

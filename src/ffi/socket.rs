@@ -1,92 +1,18 @@
-//! `phx_socket_t`: one engine socket plus the state the C surface keeps for it.
-//!
-//! The engine calls one handler per socket; ours ([`SocketHub`]) is installed at creation and
-//! never replaced. It signals `phx_socket_connect_wait` callers, feeds the event queue, and
-//! calls the caller's registration, which `phx_socket_set_handler` swaps under a mutex that is
-//! never held while user code runs (the registration is cloned out first).
+//! `phx_socket_t`'s entry points: creation, connecting, states, handlers, freeing. The handle
+//! itself and what it shares with its channels are in `handles`.
 
 use super::callbacks::{phx_free_fn, phx_socket_handler_t, SocketRegistration};
-use super::channel::phx_channel_t;
-use super::events::EventQueue;
+use super::handles::{phx_socket_t, socket_arg, SocketCore, SocketHub};
 use super::options::phx_options_t;
 use super::status::phx_status_t;
 use super::types::{phx_reason_t, socket_state};
 use super::util::{
-    box_from_raw, box_into_raw, c_str, guard, guard_or, handle_ref, lock, millis, out_ptr,
-    write_out,
+    arc_from_raw, arc_into_raw, c_str, guard, guard_or, lock, millis, out_ptr, write_out,
 };
 use crate::engine::runtime;
-use crate::engine::{Config, DisconnectReason, LogLevel, Socket, SocketHandler, SocketState};
-use std::collections::HashMap;
+use crate::engine::{Config, Socket, WaitError};
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
-/// A Phoenix socket (opaque). Created by `phx_socket_new`, freed by `phx_socket_free`.
-pub struct phx_socket_t {
-    pub(crate) socket: Socket,
-    pub(crate) core: Arc<SocketCore>,
-}
-
-/// What the socket's handler, its channels and its waiters share.
-pub(crate) struct SocketCore {
-    /// Set by `phx_socket_free`: no handler callback runs any more, channel operations
-    /// return `PHX_ERR_CLOSED`, waiters return.
-    pub(crate) closed: AtomicBool,
-    /// The caller's socket callbacks.
-    pub(crate) user: Mutex<Option<Arc<SocketRegistration>>>,
-    /// The owned event queue, once enabled.
-    pub(crate) events: OnceLock<Arc<EventQueue>>,
-    /// The last state reported by the engine and a count of changes, for connect waiters.
-    watch: Mutex<(u64, SocketState)>,
-    watch_changed: Condvar,
-    /// The channel handles handed out, one per live engine channel instance.
-    pub(crate) channels: Mutex<HashMap<Box<str>, Arc<phx_channel_t>>>,
-    connect_timeout: Duration,
-}
-
-impl SocketCore {
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
-
-/// The engine-side handler of a socket.
-struct SocketHub(Arc<SocketCore>);
-
-impl SocketHandler for SocketHub {
-    fn on_state(&self, state: SocketState, reason: Option<&DisconnectReason>) {
-        let core = &self.0;
-        {
-            let mut watch = lock(&core.watch);
-            watch.0 += 1;
-            watch.1 = state;
-        }
-        core.watch_changed.notify_all();
-        if core.is_closed() {
-            return;
-        }
-        if let Some(queue) = core.events.get() {
-            queue.push_socket_state(state, reason);
-        }
-        let user = lock(&core.user).clone();
-        if let Some(user) = user {
-            user.on_state(state, reason);
-        }
-    }
-
-    fn on_log(&self, level: LogLevel, message: &str) {
-        let core = &self.0;
-        if core.is_closed() {
-            return;
-        }
-        let user = lock(&core.user).clone();
-        if let Some(user) = user {
-            user.on_log(level, message);
-        }
-    }
-}
+use std::sync::Arc;
 
 /// Creates a socket for `url` (`ws://` or `wss://`, e.g. `ws://host:4000/socket/websocket`;
 /// `vsn=2.0.0` and the options' params are appended). Nothing connects until
@@ -112,33 +38,24 @@ pub unsafe extern "C" fn phx_socket_new(
         if let Some(opts) = opts.as_ref() {
             opts.apply(&mut config);
         }
-        let connect_timeout = config.connect_timeout;
         let socket =
             Socket::new_shared(config).map_err(|_| phx_status_t::PHX_ERR_INVALID_ARGUMENT)?;
-        let core = Arc::new(SocketCore {
-            closed: AtomicBool::new(false),
-            user: Mutex::new(None),
-            events: OnceLock::new(),
-            watch: Mutex::new((0, socket.state())),
-            watch_changed: Condvar::new(),
-            channels: Mutex::new(HashMap::new()),
-            connect_timeout,
-        });
+        let core = SocketCore::new();
         socket.set_handler(Some(Arc::new(SocketHub(core.clone()))));
-        write_out(out, box_into_raw(phx_socket_t { socket, core }));
+        write_out(out, arc_into_raw(Arc::new(phx_socket_t { socket, core })));
         Ok(())
     })
 }
 
 /// Starts connecting socket `s` (asynchronous; progress is reported through `on_state` and
-/// `PHX_EVENT_SOCKET_STATE`). Idempotent: does nothing unless the socket is disconnected.
-/// Once connected, lost connections are re-established on the reconnect schedule until
-/// `phx_socket_disconnect`. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread,
-/// callbacks included.
+/// `PHX_EVENT_SOCKET_STATE`). Idempotent: does nothing unless the socket is disconnected; when
+/// it returns, the state is `PHX_SOCKET_CONNECTING` (or a later one). Once connected, lost
+/// connections are re-established on the reconnect schedule until `phx_socket_disconnect`.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, concurrently, callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_connect(s: *mut phx_socket_t) -> phx_status_t {
     guard(|| {
-        handle_ref(s)?.socket.connect();
+        socket_arg(s)?.socket.connect();
         Ok(())
     })
 }
@@ -148,79 +65,62 @@ pub unsafe extern "C" fn phx_socket_connect(s: *mut phx_socket_t) -> phx_status_
 /// `timeout_ms`: how long to wait; 0 means the socket's connect timeout
 /// (`phx_options_set_connect_timeout_ms`, 10 s by default). Returns `PHX_OK` once connected
 /// (at once if it already is), `PHX_ERR_TIMEOUT` if it is not connected in time (the socket
-/// keeps trying in the background), `PHX_ERR_CLOSED` if it is disconnected
-/// (`phx_socket_disconnect` from another thread) or freed meanwhile, `PHX_ERR_WRONG_THREAD` on
-/// a library thread (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but
-/// library threads.
+/// keeps trying in the background), `PHX_ERR_CLOSED` if `phx_socket_disconnect` is called (on
+/// another thread) after this call began, or if the socket is freed meanwhile (the call keeps
+/// what it uses alive; see `phx_socket_free`), `PHX_ERR_WRONG_THREAD` on a library thread
+/// (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but library threads,
+/// concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_connect_wait(
     s: *mut phx_socket_t,
     timeout_ms: u64,
 ) -> phx_status_t {
     guard(|| {
-        let s = handle_ref(s)?;
+        let s = socket_arg(s)?;
         if runtime::on_library_thread() {
             return Err(phx_status_t::PHX_ERR_WRONG_THREAD);
         }
-        if s.socket.state() == SocketState::Connected {
-            return Ok(());
+        if s.core.is_closed() {
+            return Err(phx_status_t::PHX_ERR_CLOSED);
         }
-        let core = s.core.clone();
         let timeout = if timeout_ms == 0 {
-            core.connect_timeout
+            s.socket.config().connect_timeout
         } else {
             millis(timeout_ms)
         };
-        let deadline = Instant::now() + timeout;
-        let mut watch = lock(&core.watch);
-        let start = watch.0;
-        s.socket.connect();
-        loop {
-            if core.is_closed() {
-                return Err(phx_status_t::PHX_ERR_CLOSED);
-            }
-            match watch.1 {
-                SocketState::Connected => return Ok(()),
-                SocketState::Disconnected if watch.0 != start => {
-                    return Err(phx_status_t::PHX_ERR_CLOSED)
-                }
-                _ => {}
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(phx_status_t::PHX_ERR_TIMEOUT);
-            }
-            watch = core
-                .watch_changed
-                .wait_timeout(watch, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        s.socket.connect_wait(timeout).map_err(|e| match e {
+            WaitError::Timeout => phx_status_t::PHX_ERR_TIMEOUT,
+            WaitError::Closed => phx_status_t::PHX_ERR_CLOSED,
+        })
     })
 }
 
 /// Disconnects socket `s`: closes the connection (code 1000) and stops reconnecting. Every
-/// channel becomes closed and every pending or buffered operation completes with
-/// `PHX_ERR_CLOSED` at once. The socket can connect again later. Returns
-/// `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, callbacks included.
+/// channel that was joined becomes closed and every pending or buffered operation completes
+/// with `PHX_ERR_CLOSED` at once. When it returns, the state is `PHX_SOCKET_DISCONNECTED`,
+/// those channels are `PHX_CHANNEL_CLOSED` (pushes on them fail with `PHX_ERR_STATE`) and
+/// `phx_socket_channel` returns fresh instances for their topics. The socket can connect
+/// again later. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, concurrently,
+/// callbacks included.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_disconnect(s: *mut phx_socket_t) -> phx_status_t {
     guard(|| {
-        handle_ref(s)?.socket.disconnect();
+        socket_arg(s)?.socket.disconnect();
         Ok(())
     })
 }
 
-/// Writes the current state of socket `s` (a `PHX_SOCKET_*` value) to `*out_state`.
-/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments; `*out_state` is written only on
-/// `PHX_OK`. Any thread.
+/// Writes the current state of socket `s` (a `PHX_SOCKET_*` value) to `*out_state`: what the
+/// last `phx_socket_connect`/`phx_socket_disconnect` of any thread decided, or what the
+/// connection did since. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments; `*out_state`
+/// is written only on `PHX_OK`. Any thread, concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_state(
     s: *const phx_socket_t,
     out_state: *mut u32,
 ) -> phx_status_t {
     guard(|| {
-        let s = handle_ref(s)?;
+        let s = socket_arg(s)?;
         let out = out_ptr(out_state)?;
         write_out(out, socket_state(s.socket.state()));
         Ok(())
@@ -238,7 +138,7 @@ pub unsafe extern "C" fn phx_socket_last_reason(
     out: *mut phx_reason_t,
 ) -> phx_status_t {
     guard(|| {
-        let s = handle_ref(s)?;
+        let s = socket_arg(s)?;
         let out = out_ptr(out)?;
         let reason = s.socket.last_reason();
         write_out(out, phx_reason_t::from_engine(reason.as_ref()));
@@ -255,9 +155,11 @@ pub unsafe extern "C" fn phx_socket_last_reason(
 ///   these callbacks: when they are replaced or removed, or when the socket is freed.
 ///
 /// Callbacks run on libphx's threads, one at a time per socket, never while an internal lock
-/// is held; they may call any libphx function (blocking ones return `PHX_ERR_WRONG_THREAD`).
-/// A call already under way when the handler is replaced finishes first; `free_user_data` of
-/// the old registration runs after it.
+/// is held; they may call any libphx function, `phx_socket_free` included (blocking ones
+/// return `PHX_ERR_WRONG_THREAD`). They run on the runtime's worker threads, which serve many
+/// sockets: a callback should return within microseconds and hand longer work to a thread of
+/// its own (see "Threads" at the top of this header). A call already under way when the
+/// handler is replaced finishes first; `free_user_data` of the old registration runs after it.
 ///
 /// Ownership: on `PHX_OK` the socket owns `user_data` (released through `free_user_data`); on
 /// an error nothing is consumed. Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL socket. Any
@@ -270,7 +172,7 @@ pub unsafe extern "C" fn phx_socket_set_handler(
     free_user_data: phx_free_fn,
 ) -> phx_status_t {
     guard(|| {
-        let s = handle_ref(s)?;
+        let s = socket_arg(s)?;
         let registration = h
             .as_ref()
             .map(|h| Arc::new(SocketRegistration::new(*h, user_data, free_user_data)));
@@ -283,31 +185,28 @@ pub unsafe extern "C" fn phx_socket_set_handler(
 /// Frees socket `s`: closes its connection, completes every pending operation with
 /// `PHX_ERR_CLOSED`, releases every handler (each `free_user_data` is called) and frees the
 /// event queue with the events still in it (events already taken stay valid). NULL is a
-/// no-op. `s` must not be used afterwards; channel handles of this socket stay valid (their
-/// operations return `PHX_ERR_CLOSED`) until freed with `phx_channel_free`.
+/// no-op. Channel handles of this socket stay valid (their operations return
+/// `PHX_ERR_CLOSED`) until freed with `phx_channel_free`.
 ///
-/// Called outside a callback, it waits until that is done: once it returns, no callback of
-/// this socket runs again. Called inside a callback (of this socket or another), it does not
-/// wait: no handler callback of this socket is called any more, and pending operations
-/// complete and handlers are released right after the current callback returns. Any thread.
+/// Calls on `s` already in progress on other threads when it begins (a blocking
+/// `phx_socket_connect_wait` or `phx_socket_next_event` above all) keep what they use alive
+/// and return `PHX_ERR_CLOSED`; starting a new call on `s` once `phx_socket_free(s)` has begun
+/// is the caller's error (as using any freed pointer is).
+///
+/// Called outside a callback, it waits until the socket's task has stopped: once it returns,
+/// no callback of this socket runs again. Called inside a callback (of this socket or
+/// another), it does not wait: no handler callback of this socket starts any more, and pending
+/// operations complete and handlers are released right after the current callback returns.
+/// Any thread, once per socket.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_free(s: *mut phx_socket_t) {
     guard_or((), || {
-        let Some(s) = box_from_raw(s) else {
+        let Some(s) = arc_from_raw(s.cast_const()) else {
             return;
         };
-        let core = s.core.clone();
-        core.closed.store(true, Ordering::Release);
-        drop(lock(&core.watch));
-        core.watch_changed.notify_all();
-        if let Some(queue) = core.events.get() {
-            queue.close();
-        }
+        s.core.close();
         s.socket.shutdown();
-        let user = lock(&core.user).take();
-        drop(user);
-        let channels = std::mem::take(&mut *lock(&core.channels));
-        drop(channels);
+        s.core.release();
         drop(s);
     })
 }

@@ -192,8 +192,8 @@ pub(crate) struct Packed {
     len: usize,
 }
 
-/// Packs NUL-terminated copies of strings (and bytes) into one buffer; pointers are taken once
-/// packing is finished, so the buffer never moves under them.
+/// Packs NUL-terminated copies of strings (and payload bytes, without a NUL) into one buffer;
+/// pointers are taken once packing is finished, so the buffer never moves under them.
 pub(crate) struct StrPack<'b> {
     buf: &'b mut Vec<u8>,
 }
@@ -208,6 +208,16 @@ impl<'b> StrPack<'b> {
         let offset = self.buf.len();
         self.buf.extend_from_slice(bytes);
         self.buf.push(0);
+        Packed {
+            offset,
+            len: bytes.len(),
+        }
+    }
+
+    /// Appends `bytes` without a NUL (payloads are never NUL-terminated).
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) -> Packed {
+        let offset = self.buf.len();
+        self.buf.extend_from_slice(bytes);
         Packed {
             offset,
             len: bytes.len(),

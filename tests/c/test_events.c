@@ -32,8 +32,14 @@ static void copy_event(copied *c, const phx_event_t *ev) {
     c->reply_status = dup_or_null(ev->reply_status);
     c->payload = ev->payload ? (unsigned char *)h_strndup(ev->payload, ev->payload_len) : NULL;
     c->payload_len = ev->payload_len;
-    /* Payloads are followed by a NUL not counted in payload_len. */
-    if (ev->payload) H_CHECK(ev->payload[ev->payload_len] == 0);
+    /* Strings are NUL-terminated with their lengths beside them; payloads are not
+     * NUL-terminated (ASan and valgrind catch a read past payload_len). */
+    H_CHECK(ev->topic ? strlen(ev->topic) == ev->topic_len : ev->topic_len == 0);
+    H_CHECK(ev->event ? strlen(ev->event) == ev->event_len : ev->event_len == 0);
+    H_CHECK(ev->reply_status ? strlen(ev->reply_status) == ev->reply_status_len
+                             : ev->reply_status_len == 0);
+    /* Channel events name their instance; socket-level events carry 0. */
+    H_CHECK((ev->topic != NULL) == (ev->channel_id != 0));
 }
 
 static void free_copied(copied *c) {

@@ -354,6 +354,7 @@ pub struct Ev {
     pub state: u32,
     pub tag: u64,
     pub dropped: u64,
+    pub channel_id: u64,
     pub topic: Option<String>,
     pub event: Option<String>,
     pub reply_status: Option<String>,
@@ -365,21 +366,30 @@ pub struct Ev {
 /// Copies and frees an event.
 pub unsafe fn take_event(e: *mut phx_event_t) -> Ev {
     let r = &*e;
-    let s = |p: *const c_char| (!p.is_null()).then(|| text(p).to_owned());
-    let payload = (!r.payload.is_null()).then(|| {
-        // The payload is followed by a NUL.
-        assert_eq!(*r.payload.add(r.payload_len), 0);
-        bytes(r.payload, r.payload_len).to_vec()
-    });
+    // Strings are NUL-terminated and their lengths given; NULL strings have length 0.
+    let s = |p: *const c_char, len: usize| {
+        if p.is_null() {
+            assert_eq!(len, 0, "a NULL string has length 0");
+            return None;
+        }
+        let t = text(p).to_owned();
+        assert_eq!(t.len(), len, "the length excludes the NUL");
+        Some(t)
+    };
+    let _ = (s(r.join_ref, r.join_ref_len), s(r.r#ref, r.ref_len));
+    // The payload is not NUL-terminated: only its `payload_len` bytes are read (ASan and
+    // valgrind check that).
+    let payload = (!r.payload.is_null()).then(|| bytes(r.payload, r.payload_len).to_vec());
     let ev = Ev {
         kind: r.kind,
         status: r.status,
         state: r.state,
         tag: r.tag,
         dropped: r.dropped,
-        topic: s(r.topic),
-        event: s(r.event),
-        reply_status: s(r.reply_status),
+        channel_id: r.channel_id,
+        topic: s(r.topic, r.topic_len),
+        event: s(r.event, r.event_len),
+        reply_status: s(r.reply_status, r.reply_status_len),
         payload_kind: r.payload_kind,
         payload,
         // Only socket state events carry a reason.

@@ -4,12 +4,18 @@
 //! Phoenix socket process does: a slow join (`room:slow`) holds up everything on that socket,
 //! heartbeats included. Frames for the client go through [`Conn::emit`], which applies the
 //! delay fault; frames from other sockets (broadcasts) arrive on a channel.
+//!
+//! Channel events are answered in line, with one exception that shows on the wire: Phoenix
+//! forwards a `phx_leave` to the channel process and goes straight on to the next frame, so
+//! the channel answers only once the socket has handled the frames that were already waiting
+//! behind the leave. A duplicate join among them kills the channel before it has answered:
+//! the leave gets no reply at all (see `Conn::finish_leaves`).
 
 use crate::http::{self, Request};
 use crate::json::{self, Json};
-use crate::state::{Broadcast, ConnMsg, Payload, Shared};
+use crate::state::{Broadcast, ConnMsg, Payload, ReadStops, Shared};
 use crate::LogFrame;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -18,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -55,6 +61,8 @@ struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.shared.hub().remove_conn(self.conn);
+        // A stop aimed at this connection alone ends with it (numbers are never reused).
+        self.shared.set_stop_reading_for(self.conn, false);
     }
 }
 
@@ -120,6 +128,12 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: Vec<u
         }
     })
     .await;
+}
+
+/// Resolves once the stop-reading fault lets connection `conn` read (the closing handshake
+/// waits for the client's answer only then).
+async fn until_reading(stops: &mut watch::Receiver<ReadStops>, conn: u64) {
+    let _ = stops.wait_for(|s| !s.stops(conn)).await;
 }
 
 /// Reads and discards until EOF (or an error).
@@ -302,6 +316,7 @@ where
     };
     let ws = WebSocketStream::from_partially_read(io, req.rest, Role::Server, Some(config)).await;
     let idle = Box::pin(tokio::time::sleep(shared.config.idle_timeout));
+    let stops = shared.read_stops();
     Conn {
         shared,
         id,
@@ -311,9 +326,12 @@ where
         ws,
         rx,
         channels: HashMap::new(),
+        leaving: Vec::new(),
         pending: VecDeque::new(),
         dirty: false,
         idle,
+        stops,
+        reading: true,
     }
     .run()
     .await;
@@ -385,6 +403,13 @@ struct Channel {
     kind: Kind,
 }
 
+/// A `phx_leave` handed to its channel, not answered yet.
+struct Leave {
+    topic: String,
+    /// The leave's ref, for the reply.
+    ref_: Json,
+}
+
 enum Flow {
     Continue,
     /// Close with this code (closing handshake).
@@ -443,11 +468,18 @@ struct Conn<S> {
     rx: mpsc::UnboundedReceiver<ConnMsg>,
     /// Joined channels by topic.
     channels: HashMap<String, Channel>,
+    /// Channels told to leave, in the order of their `phx_leave`; each is still in `channels`.
+    leaving: Vec<Leave>,
     /// Frames held back by the delay fault, with the time each is due.
     pending: VecDeque<(Instant, Message)>,
     /// Frames were written since the last flush.
     dirty: bool,
+    /// Suspended while reading is stopped: the client is not the one keeping quiet.
     idle: Pin<Box<Sleep>>,
+    /// The stop-reading fault, watched for changes.
+    stops: watch::Receiver<ReadStops>,
+    /// Whether frames were being read as of the last look at `stops`.
+    reading: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
@@ -470,11 +502,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     }
                     None => frame.push(0),
                 }
+                let (mut stops, id) = (self.stops.clone(), self.id);
                 let io = self.ws.get_mut();
                 io.discard = false;
                 let _ = timeout(LINGER, async {
                     if io.write_all(&frame).await.is_ok() && io.flush().await.is_ok() {
                         let _ = io.shutdown().await;
+                        until_reading(&mut stops, id).await;
                         drain(io).await;
                     }
                 })
@@ -486,29 +520,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
 
     async fn main_loop(&mut self) -> End {
         loop {
-            let due = self.pending.front().map(|(t, _)| *t);
-            let step: Step = tokio::select! {
-                biased;
-                m = self.rx.recv() => match m {
-                    Some(ConnMsg::Broadcast(b)) => {
-                        if self.sync_silence() {
-                            Ok(Flow::Continue)
-                        } else {
-                            self.emit_broadcast(&b).await.map(|_| Flow::Continue)
-                        }
-                    }
-                    Some(ConnMsg::Close(code)) => Ok(Flow::Close(code)),
-                    None => Err(Stop::Gone),
-                },
-                _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                    self.sync_silence();
-                    self.send_due().await.map(|_| Flow::Continue)
-                }
-                _ = &mut self.idle => Ok(Flow::Close(1002)),
-                frame = self.ws.next() => {
-                    let silence = self.sync_silence();
-                    self.on_frame(frame, silence).await
-                }
+            let step = if self.leaving.is_empty() {
+                self.next_event().await
+            } else {
+                self.continue_batch().await
             };
             if self.dirty {
                 if self.ws.flush().await.is_err() {
@@ -530,6 +545,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 Err(Stop::Gone) => return End::Gone,
             }
         }
+    }
+
+    /// While leaves are unanswered: the next frame if one is already waiting (the socket process
+    /// handles it before the channels get to answer), else the leaves' answers.
+    async fn continue_batch(&mut self) -> Step {
+        if !self.sync_reading() {
+            return self.finish_leaves().await;
+        }
+        match self.ws.next().now_or_never() {
+            Some(frame) => {
+                let silence = self.sync_silence();
+                self.on_frame(frame, silence).await
+            }
+            None => self.finish_leaves().await,
+        }
+    }
+
+    /// Whatever happens next: a broadcast or close order from elsewhere, a delayed frame
+    /// falling due, the idle timeout, or a frame from the client.
+    async fn next_event(&mut self) -> Step {
+        let due = self.pending.front().map(|(t, _)| *t);
+        let reading = self.sync_reading();
+        tokio::select! {
+            biased;
+            m = self.rx.recv() => match m {
+                Some(ConnMsg::Broadcast(b)) => {
+                    if self.sync_silence() {
+                        Ok(Flow::Continue)
+                    } else {
+                        self.emit_broadcast(&b).await.map(|_| Flow::Continue)
+                    }
+                }
+                Some(ConnMsg::Close(code)) => Ok(Flow::Close(code)),
+                None => Err(Stop::Gone),
+            },
+            _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                self.sync_silence();
+                self.send_due().await.map(|_| Flow::Continue)
+            }
+            // Looked at again on the next turn.
+            Ok(()) = self.stops.changed() => Ok(Flow::Continue),
+            _ = &mut self.idle, if reading => Ok(Flow::Close(1002)),
+            frame = self.ws.next(), if reading => {
+                let silence = self.sync_silence();
+                self.on_frame(frame, silence).await
+            }
+        }
+    }
+
+    /// Applies the stop-reading fault as it is now: whether frames may be read. The idle timer
+    /// starts over when reading resumes.
+    fn sync_reading(&mut self) -> bool {
+        let reading = !self.stops.borrow_and_update().stops(self.id);
+        if reading && !self.reading {
+            let deadline = Instant::now() + self.shared.config.idle_timeout;
+            self.idle.as_mut().reset(deadline);
+        }
+        self.reading = reading;
+        reading
     }
 
     /// Applies the silence fault as it is now. Only called between steps, when the write buffer
@@ -558,12 +632,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             reason: "".into(),
         };
         let _ = self.ws.send(Message::Close(Some(frame))).await;
+        let (mut stops, id) = (self.stops.clone(), self.id);
         let _ = timeout(LINGER, async {
             if ended {
                 let io = self.ws.get_mut();
                 let _ = io.shutdown().await;
+                until_reading(&mut stops, id).await;
                 drain(io).await;
             } else {
+                until_reading(&mut stops, id).await;
                 while let Some(Ok(_)) = self.ws.next().await {}
             }
         })
@@ -868,8 +945,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
         match (joined, m.event.as_str()) {
             (None, Some("phx_join")) => self.join(m, None).await,
             (Some(topic), Some("phx_join")) => {
-                // Duplicate join: the old channel is shut down; its phx_close follows the new
-                // join's reply.
+                // Duplicate join: the old channel is shut down (before answering a leave it was
+                // handed); its phx_close follows the new join's reply.
+                self.leaving.retain(|l| l.topic != topic);
                 let old = self.remove_channel(&topic);
                 let close = self.message_frame(
                     &old.join_ref,
@@ -880,16 +958,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 )?;
                 self.join(m, Some(close)).await
             }
+            // The channel is stopping after a leave: what else reaches it is lost.
+            (Some(topic), _) if self.is_leaving(&topic) => Ok(Flow::Continue),
             (Some(topic), Some("phx_leave")) => {
-                let ch = self.channels[&topic].clone();
+                let ch = &self.channels[&topic];
+                // A leave for an older join is ignored; a V1 channel has no join_ref to match.
                 if ch.join_ref == m.join_ref || ch.join_ref.is_null() {
-                    self.reply(&ch.join_ref, &m.ref_, &m.topic, "ok", &empty())
-                        .await?;
-                    self.exit_channel(&topic, "phx_close").await
-                } else {
-                    // A leave for an older join: ignored.
-                    Ok(Flow::Continue)
+                    self.leaving.push(Leave {
+                        topic,
+                        ref_: m.ref_,
+                    });
                 }
+                Ok(Flow::Continue)
             }
             (Some(topic), _) => self.channel_in(topic, m).await,
             (None, Some("phx_leave")) => {
@@ -898,6 +978,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             }
             (None, _) => self.unmatched(&m).await,
         }
+    }
+
+    fn is_leaving(&self, topic: &str) -> bool {
+        self.leaving.iter().any(|l| l.topic == topic)
+    }
+
+    /// The channels told to leave answer, in the order they were told: the ok reply, then
+    /// `phx_close`. Called once no frame is waiting: the Phoenix socket process handles the
+    /// frames it has read before it turns to its mailbox, where the channels' answers are.
+    async fn finish_leaves(&mut self) -> Step {
+        for leave in std::mem::take(&mut self.leaving) {
+            let Some(ch) = self.channels.get(&leave.topic).cloned() else {
+                continue;
+            };
+            let topic = Json::str(leave.topic.clone());
+            self.reply(&ch.join_ref, &leave.ref_, &topic, "ok", &empty())
+                .await?;
+            self.exit_channel(&leave.topic, "phx_close").await?;
+        }
+        Ok(Flow::Continue)
     }
 
     fn remove_channel(&mut self, topic: &str) -> Channel {

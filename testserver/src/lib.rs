@@ -292,6 +292,23 @@ impl Controls {
         self.shared.faults.silence.store(on, Ordering::Relaxed);
     }
 
+    /// Stops (`true`) or resumes reading the client's frames on existing and new connections:
+    /// nothing is read from the socket (the bytes stay in the kernel's buffers, so a client's
+    /// writes stall once those are full), while everything the server sends still goes out.
+    /// The idle timeout is suspended meanwhile and starts over when reading resumes; then the
+    /// frames left waiting are handled in order. A stop for one connection
+    /// ([`set_stop_reading_for`](Self::set_stop_reading_for)) is separate from this one.
+    pub fn set_stop_reading(&self, on: bool) {
+        self.shared.set_stop_reading(on);
+    }
+
+    /// [`set_stop_reading`](Self::set_stop_reading) for the WebSocket connection numbered
+    /// `conn` alone ([`LogEntry::conn`]); it lasts until turned off, [`reset`](Self::reset) or
+    /// the end of that connection. Reading stops where either switch is on.
+    pub fn set_stop_reading_for(&self, conn: u64, on: bool) {
+        self.shared.set_stop_reading_for(conn, on);
+    }
+
     /// Delays every frame the server sends by `delay` (zero turns it off); order is kept.
     pub fn set_delay(&self, delay: Duration) {
         let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
@@ -318,7 +335,7 @@ impl Controls {
         self.shared.wait_listening().await
     }
 
-    /// Clears every fault (blackhole, silence, delay, refuse).
+    /// Clears every fault (blackhole, silence, stop reading, delay, refuse).
     pub fn reset(&self) {
         self.shared.reset_faults();
     }
@@ -394,6 +411,20 @@ pub(crate) fn control(shared: &Arc<Shared>, name: &str, req: &http::Request) -> 
                 ok()
             }
             None => bad("on must be 1 or 0"),
+        },
+        "stop_reading" => match (flag("on"), req.param("conn")) {
+            (Some(on), None) => {
+                controls.set_stop_reading(on);
+                ok()
+            }
+            (Some(on), Some(conn)) => match conn.parse::<u64>() {
+                Ok(conn) => {
+                    controls.set_stop_reading_for(conn, on);
+                    ok()
+                }
+                Err(_) => bad("conn must be a connection number"),
+            },
+            (None, _) => bad("on must be 1 or 0"),
         },
         "delay" => match number("ms") {
             Some(ms) => {

@@ -81,6 +81,21 @@ pub(crate) struct Faults {
     pub delay_us: AtomicU64,
     /// HTTP status and deadline (`None`: until reset).
     pub refuse: Mutex<Option<(u16, Option<Instant>)>>,
+    /// Whose frames are left unread; connections watch it to resume reading when it changes.
+    pub stop_reading: watch::Sender<ReadStops>,
+}
+
+/// The stop-reading fault: for every connection, or for some by number.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadStops {
+    pub all: bool,
+    pub conns: BTreeSet<u64>,
+}
+
+impl ReadStops {
+    pub fn stops(&self, conn: u64) -> bool {
+        self.all || self.conns.contains(&conn)
+    }
 }
 
 pub(crate) struct Shared {
@@ -113,6 +128,7 @@ impl Shared {
                 silence: AtomicBool::new(false),
                 delay_us: AtomicU64::new(0),
                 refuse: Mutex::new(None),
+                stop_reading: watch::channel(ReadStops::default()).0,
             },
             hub: Mutex::new(Hub::default()),
             accept_task: Mutex::new(None),
@@ -158,6 +174,29 @@ impl Shared {
         self.faults.silence.store(false, Ordering::Relaxed);
         self.faults.delay_us.store(0, Ordering::Relaxed);
         *lock(&self.faults.refuse) = None;
+        self.faults.stop_reading.send_replace(ReadStops::default());
+    }
+
+    /// Stops (`true`) or resumes reading on every connection, existing and new.
+    pub fn set_stop_reading(&self, on: bool) {
+        self.faults.stop_reading.send_if_modified(|s| {
+            let changed = s.all != on;
+            s.all = on;
+            changed
+        });
+    }
+
+    /// Stops (`true`) or resumes reading on connection `conn` alone.
+    pub fn set_stop_reading_for(&self, conn: u64, on: bool) {
+        self.faults.stop_reading.send_if_modified(|s| match on {
+            true => s.conns.insert(conn),
+            false => s.conns.remove(&conn),
+        });
+    }
+
+    /// What a connection watches to know whether it may read.
+    pub fn read_stops(&self) -> watch::Receiver<ReadStops> {
+        self.faults.stop_reading.subscribe()
     }
 
     /// Spawns the task serving one accepted byte stream and registers it for drop/restart.

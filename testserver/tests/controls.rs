@@ -1,10 +1,11 @@
 //! The fault controls of docs/testserver.md, through the Rust handle and the HTTP endpoints,
-//! over real TCP where the transport matters (drop, close, restart) and in memory on a paused
-//! clock where time matters (delay, refuse, idle timeout).
+//! over real TCP where the transport matters (drop, close, restart, stop reading) and in memory
+//! on a paused clock where time matters (delay, refuse, idle timeout).
 
 mod common;
 
 use common::*;
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use phx_testserver::{Config, LogFrame, TestServer};
 use std::time::Duration;
@@ -458,4 +459,177 @@ async fn the_binary_prints_its_url_and_exits_on_stdin_eof() {
         None,
         "nothing else on stdout"
     );
+}
+
+/// An echo of about 64 KiB, and its reply.
+fn big_echo(r: usize) -> String {
+    echo(
+        &r.to_string(),
+        &format!(r#"{{"pad":"{}"}}"#, "x".repeat(64 * 1024)),
+    )
+}
+
+fn big_echo_reply(r: usize) -> String {
+    echo_reply(
+        &r.to_string(),
+        &format!(r#"{{"pad":"{}"}}"#, "x".repeat(64 * 1024)),
+    )
+}
+
+async fn next_split_text(stream: &mut SplitStream<WebSocketStream<TcpStream>>) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t.as_str().to_owned(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn stop_reading_leaves_frames_in_the_kernel_while_the_server_keeps_sending() {
+    let server = TestServer::start(Config::default()).await.unwrap();
+    let a = joined_tcp(&server).await;
+    let a_conn = server.controls().log()[0].conn;
+    let mut b = tcp_client(&server, "vsn=2.0.0&token=b").await;
+    assert_eq!(roundtrip(&mut b, JOIN).await, JOINED);
+    server.controls().clear_log();
+    let on = format!("stop_reading?on=1&conn={a_conn}");
+    assert_eq!(control(&server, "POST", &on).await.1, OK.1);
+
+    // A writes until a write stops completing: the server's receive buffer and A's send buffer
+    // are full. The timeout only proves that the last write does not complete.
+    let (mut sink, mut stream) = a.split();
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        assert!(
+            sent <= 2000,
+            "128 MiB written: the server reads what A sends"
+        );
+        let send = sink.send(Message::text(big_echo(sent)));
+        match tokio::time::timeout(Duration::from_millis(500), send).await {
+            Ok(done) => done.expect("send"),
+            Err(_) => break,
+        }
+    }
+    assert!(sent > 2, "the kernel took only {sent} frames");
+    assert!(server.controls().log().is_empty(), "the server read A");
+    // Proof of absence again: the write queued in A is still stuck.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sink.flush())
+            .await
+            .is_err(),
+        "A's write completed while the server was not reading"
+    );
+
+    // The server keeps writing to A: a broadcast from B arrives.
+    let body = r#"{"body":"while A is unread"}"#;
+    let bcast = format!(r#"[null,null,"room:lobby","new_msg",{body}]"#);
+    send_text(
+        &mut b,
+        &format!(r#"["1","2","room:lobby","new_msg",{body}]"#),
+    )
+    .await;
+    assert_eq!(next_text(&mut b).await, bcast);
+    assert_eq!(next_text(&mut b).await, echo_reply("2", "{}"));
+    assert_eq!(next_split_text(&mut stream).await, bcast);
+    assert_eq!(server.controls().log().len(), 1, "only B's frame was read");
+
+    // Reading resumes: every frame A wrote is handled, in order.
+    let off = format!("stop_reading?on=0&conn={a_conn}");
+    assert_eq!(control(&server, "POST", &off).await.1, OK.1);
+    let replies = async {
+        for r in 1..=sent {
+            let reply = next_split_text(&mut stream).await;
+            assert!(
+                reply == big_echo_reply(r),
+                "reply {r} of {sent} is not the echo of {r}"
+            );
+        }
+    };
+    let (flushed, ()) = tokio::join!(sink.flush(), replies);
+    flushed.expect("A's queued writes complete");
+    let logged: Vec<LogFrame> = server
+        .controls()
+        .log()
+        .into_iter()
+        .filter(|e| e.conn == a_conn)
+        .map(|e| e.frame)
+        .collect();
+    let written: Vec<LogFrame> = (1..=sent).map(|r| LogFrame::Text(big_echo(r))).collect();
+    assert!(
+        logged == written,
+        "A's {sent} frames were not read in order"
+    );
+
+    assert_eq!(control(&server, "POST", "stop_reading?on=2").await.0, 400);
+    assert_eq!(
+        control(&server, "POST", "stop_reading?on=1&conn=a").await.0,
+        400
+    );
+}
+
+/// Yields until the server has logged `frame` (it reads as soon as it gets to run).
+async fn until_logged(server: &TestServer, frame: &str) {
+    let logged = || {
+        server
+            .controls()
+            .log()
+            .iter()
+            .any(|e| e.frame == LogFrame::Text(frame.into()))
+    };
+    let mut spins = 0;
+    while !logged() {
+        spins += 1;
+        assert!(spins < 100_000, "the server never read {frame}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_reading_suspends_the_idle_timeout_and_still_sends_what_was_due() {
+    let server = TestServer::start(Config {
+        idle_timeout: Duration::from_millis(400),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let (io, _) = server.connect_in_memory();
+    let mut ws = upgrade(io, "vsn=2.0.0").await;
+    let slow = r#"["1","1","room:slow","phx_join",{}]"#;
+    send_text(&mut ws, slow).await;
+    until_logged(&server, slow).await;
+    let t0 = Instant::now();
+    server.controls().set_stop_reading(true);
+
+    // The join under way is answered when it is done.
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"["1","1","room:slow","phx_reply",{"response":{},"status":"ok"}]"#
+    );
+    assert_eq!(t0.elapsed(), Duration::from_secs(3));
+    // A new connection is upgraded, but neither its frames nor the old one's are read; and
+    // although the idle timeout passes many times over, nobody is closed. The timeout only
+    // proves that nothing comes.
+    let (io, _) = server.connect_in_memory();
+    let mut fresh = upgrade(io, "vsn=2.0.0").await;
+    send_text(&mut fresh, &hb("1")).await;
+    send_text(&mut ws, &hb("2")).await;
+    send_text(&mut ws, &hb("3")).await;
+    let quiet = Duration::from_secs(10);
+    let (a, b) = tokio::join!(
+        tokio::time::timeout(quiet, ws.next()),
+        tokio::time::timeout(quiet, fresh.next())
+    );
+    assert!(a.is_err() && b.is_err(), "a frame came: {a:?} {b:?}");
+    assert_eq!(server.controls().log().len(), 1, "only the join was read");
+
+    // `reset` resumes reading: the waiting frames are handled in order, and the idle timeout
+    // starts over.
+    assert_eq!(control(&server, "POST", "reset").await.1, OK.1);
+    let t1 = Instant::now();
+    assert_eq!(next_text(&mut ws).await, hb_reply("2"));
+    assert_eq!(next_text(&mut ws).await, hb_reply("3"));
+    assert_eq!(next_text(&mut fresh).await, hb_reply("1"));
+    assert_eq!(next_close(&mut ws).await, 1002);
+    assert_eq!(next_close(&mut fresh).await, 1002);
+    assert_eq!(t1.elapsed(), Duration::from_millis(400));
 }

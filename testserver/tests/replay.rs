@@ -532,6 +532,7 @@ async fn every_v2_scenario_replays_byte_exact() {
             "push stop / stop_reply",
             "push to a topic never joined",
             "duplicate join (same topic, same socket)",
+            "join slow, then leave and rejoin pipelined behind it (what a client sends when its join times out)",
             "leave (phx_leave)",
             "server-forced disconnect",
             "connect rejected / bad upgrade requests",
@@ -588,6 +589,34 @@ async fn rejected_connects_answer_like_phoenix() {
         })
         .collect();
     assert_eq!(statuses, [403, 403, 403, 101, 101, 101, 400]);
+    replay(&s.title, &s.steps, false).await;
+}
+
+/// The leave the client sends when its join timed out, with the rejoin right behind it: both
+/// wait while `room:slow` joins, and the rejoin kills the channel before it answers the leave.
+#[tokio::test(start_paused = true)]
+async fn a_rejoin_pipelined_behind_a_leave_leaves_it_unanswered() {
+    let s = v2_scenarios()
+        .into_iter()
+        .find(|s| s.title.starts_with("join slow, then leave and rejoin"))
+        .expect("scenario");
+    let answers: Vec<&str> = s
+        .steps
+        .iter()
+        .filter_map(|st| match &st.action {
+            Action::ExpectText(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            r#"["1","1","room:slow","phx_reply",{"response":{},"status":"ok"}]"#,
+            r#"["3","3","room:slow","phx_reply",{"response":{},"status":"ok"}]"#,
+            r#"["1","1","room:slow","phx_close",{}]"#,
+        ],
+        "no reply for the leave (ref 2)"
+    );
     replay(&s.title, &s.steps, false).await;
 }
 

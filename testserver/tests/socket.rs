@@ -1,6 +1,7 @@
 //! Socket behaviour the transcripts imply but do not show frame by frame: the answer to a
 //! client's close, `disconnect_me` for every socket of the same id, V1 pushes and errors,
-//! Jason's re-encoding of echoed payloads.
+//! Jason's re-encoding of echoed payloads, when a leave is answered with frames waiting behind
+//! it.
 
 mod common;
 
@@ -158,4 +159,86 @@ async fn echoed_payloads_are_reencoded_as_jason_does() {
     )
     .await;
     assert_eq!(next_close(&mut ws).await, 1011);
+}
+
+const LEAVE: &str = r#"["1","2","room:lobby","phx_leave",{}]"#;
+const LEFT: &str = r#"["1","2","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#;
+const CLOSED: &str = r#"["1","1","room:lobby","phx_close",{}]"#;
+
+fn hb(r: &str) -> String {
+    format!(r#"[null,"{r}","phoenix","heartbeat",{{}}]"#)
+}
+
+fn hb_reply(r: &str) -> String {
+    format!(r#"[null,"{r}","phoenix","phx_reply",{{"response":{{}},"status":"ok"}}]"#)
+}
+
+/// Writes `frames` in one go, so that all of them wait together when the server reads the first.
+async fn pipeline(ws: &mut Ws, frames: &[&str]) {
+    for f in frames {
+        ws.feed(Message::text(*f)).await.expect("feed");
+    }
+    ws.flush().await.expect("flush");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leave_is_answered_after_the_frames_waiting_behind_it() {
+    let server = TestServer::start(Config::default()).await.unwrap();
+    let mut ws = lobby(&server, "l").await;
+    // The socket answers the heartbeat itself; the channel answers the leave after it.
+    pipeline(&mut ws, &[LEAVE, &hb("3")]).await;
+    assert_eq!(next_text(&mut ws).await, hb_reply("3"));
+    assert_eq!(next_text(&mut ws).await, LEFT);
+    assert_eq!(next_text(&mut ws).await, CLOSED);
+    assert_eq!(server.controls().stats().joined.get("room:lobby"), None);
+
+    // What reaches the channel behind its leave is lost: no reply, not even `unmatched topic`.
+    let mut ws = lobby(&server, "l").await;
+    pipeline(
+        &mut ws,
+        &[LEAVE, r#"["1","3","room:lobby","echo",{}]"#, &hb("4")],
+    )
+    .await;
+    assert_eq!(next_text(&mut ws).await, hb_reply("4"));
+    assert_eq!(next_text(&mut ws).await, LEFT);
+    assert_eq!(next_text(&mut ws).await, CLOSED);
+    // once it has closed, the topic is simply not joined
+    assert_eq!(
+        roundtrip(&mut ws, r#"["1","5","room:lobby","echo",{}]"#).await,
+        r#"[null,"5","room:lobby","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejoin_waiting_behind_a_leave_kills_the_channel_before_it_answers() {
+    let server = TestServer::start(Config::default()).await.unwrap();
+    let mut ws = lobby(&server, "r").await;
+    pipeline(&mut ws, &[LEAVE, r#"["3","3","room:lobby","phx_join",{}]"#]).await;
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"["3","3","room:lobby","phx_reply",{"response":{"joined":"room:lobby"},"status":"ok"}]"#
+    );
+    assert_eq!(next_text(&mut ws).await, CLOSED);
+    // The leave's reply never comes: the next frame answers this heartbeat.
+    assert_eq!(roundtrip(&mut ws, &hb("4")).await, hb_reply("4"));
+    assert_eq!(
+        roundtrip(&mut ws, r#"["3","5","room:lobby","echo",{"n":5}]"#).await,
+        r#"["3","5","room:lobby","phx_reply",{"response":{"n":5},"status":"ok"}]"#
+    );
+    assert_eq!(server.controls().stats().joined["room:lobby"], 1);
+
+    // A rejoin sent once the leave was answered is an ordinary join.
+    assert_eq!(
+        roundtrip(&mut ws, r#"["3","6","room:lobby","phx_leave",{}]"#).await,
+        r#"["3","6","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#
+    );
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"["3","3","room:lobby","phx_close",{}]"#
+    );
+    assert_eq!(
+        roundtrip(&mut ws, r#"["7","7","room:lobby","phx_join",{}]"#).await,
+        r#"["7","7","room:lobby","phx_reply",{"response":{"joined":"room:lobby"},"status":"ok"}]"#
+    );
+    assert_eq!(roundtrip(&mut ws, &hb("8")).await, hb_reply("8"));
 }

@@ -93,7 +93,8 @@ impl Actor {
             return;
         };
         // Visible before any callback runs: pushes fail at once, `channel()` is fresh.
-        self.shared.publish_channel(&ch.shared, ChannelState::Closed);
+        self.shared
+            .publish_channel(&ch.shared, ChannelState::Closed);
         self.timers.cancel(ch.join_timer.take());
         self.timers.cancel(ch.rejoin_timer.take());
         let first = ch.join_completion.take();
@@ -119,7 +120,8 @@ impl Actor {
         let Some(ch) = self.channels.remove(&id) else {
             return;
         };
-        self.shared.publish_channel(&ch.shared, ChannelState::Closed);
+        self.shared
+            .publish_channel(&ch.shared, ChannelState::Closed);
         let topic = &ch.shared.topic;
         if let Some(ids) = self.by_topic.get_mut(topic) {
             ids.retain(|&c| c != id);

@@ -99,7 +99,11 @@ impl Actor {
         if frame.topic.as_ref() != &*ch.shared.topic {
             return;
         }
-        if frame.join_ref.as_deref().is_some_and(|jr| jr != ch.join_ref_text) {
+        if frame
+            .join_ref
+            .as_deref()
+            .is_some_and(|jr| jr != ch.join_ref_text)
+        {
             return;
         }
         self.awaiting.remove(&r);

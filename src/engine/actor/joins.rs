@@ -68,7 +68,8 @@ impl Actor {
         } else {
             // Closed before anyone hears of the refusal: a push or `channel()` made from the
             // completion sees the final state.
-            self.shared.publish_channel(&ch.shared, ChannelState::Closed);
+            self.shared
+                .publish_channel(&ch.shared, ChannelState::Closed);
             self.fail_buffered(id, outcome);
         }
         match first {

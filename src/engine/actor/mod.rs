@@ -20,7 +20,7 @@ use outbound::{format_u64, send_binary, send_text};
 
 use super::connection::{self, Conn, Connector, Ws};
 use super::handle::{lock, ChannelShared, SocketShared};
-use super::runtime::CallbackGuard;
+use super::runtime::{self, CallbackGuard};
 use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
 use super::Config;
@@ -208,6 +208,13 @@ struct Actor {
     unwritten: u32,
     /// Events left before the task yields to the runtime (see [`FAIRNESS_BUDGET`]).
     budget: u32,
+    /// When the current batch of events began (real time: what other sockets wait).
+    batch_started: std::time::Instant,
+    /// This socket's callbacks proved slow: they run through `block_in_place`.
+    isolated: bool,
+    /// The runtime can move a worker's tasks away (multi-threaded); false on a
+    /// current-thread runtime, where `block_in_place` is not available.
+    can_isolate: bool,
     /// `Stats` requests, answered when the task is next idle.
     stats_wanted: Vec<tokio::sync::oneshot::Sender<EngineStats>>,
     stopped: bool,
@@ -246,10 +253,15 @@ pub(crate) async fn run(
         unwritten: 0,
         budget: FAIRNESS_BUDGET,
         stats_wanted: Vec::new(),
+        batch_started: std::time::Instant::now(),
+        isolated: false,
+        can_isolate: tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread,
         stopped: false,
     };
     while !actor.stopped {
         let event = std::future::poll_fn(|cx| actor.poll_event(cx)).await;
+        runtime::set_isolated(actor.isolated);
         // A panic here is a libphx bug; keep it from killing the task silently mid-state.
         let handled = catch_unwind(AssertUnwindSafe(|| actor.handle(event)));
         if handled.is_err() {
@@ -274,8 +286,11 @@ impl Actor {
                 return Poll::Ready(Event::ConnLost(reason));
             }
         }
+        if self.budget == FAIRNESS_BUDGET {
+            self.batch_started = std::time::Instant::now();
+        }
         if self.budget == 0 {
-            self.budget = FAIRNESS_BUDGET;
+            self.end_batch();
             if let Err(reason) = self.poll_write(cx) {
                 return Poll::Ready(Event::ConnLost(reason));
             }
@@ -287,7 +302,7 @@ impl Actor {
             self.budget -= 1;
             return Poll::Ready(ev);
         }
-        self.budget = FAIRNESS_BUDGET;
+        self.end_batch();
         if let Err(reason) = self.poll_write(cx) {
             return Poll::Ready(Event::ConnLost(reason));
         }
@@ -298,6 +313,20 @@ impl Actor {
             }
         }
         Poll::Pending
+    }
+
+    /// A batch of events ends (the task yields or goes idle): one that took long enough to
+    /// starve other sockets marks this socket's callbacks slow for good (see `runtime`).
+    fn end_batch(&mut self) {
+        if self.budget < FAIRNESS_BUDGET
+            && !self.isolated
+            && self.can_isolate
+            && self.batch_started.elapsed() > runtime::SLOW_BATCH
+        {
+            self.isolated = true;
+            runtime::set_isolated(true);
+        }
+        self.budget = FAIRNESS_BUDGET;
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), DisconnectReason> {
@@ -563,7 +592,9 @@ impl Actor {
 /// Calls user code: marked as a library thread (so blocking calls refuse), panics contained.
 fn call_user(f: impl FnOnce()) {
     let _guard = CallbackGuard::enter();
-    let _ = catch_unwind(AssertUnwindSafe(f));
+    runtime::run_callback(|| {
+        let _ = catch_unwind(AssertUnwindSafe(f));
+    });
 }
 
 fn complete(on_reply: OnReply, outcome: Outcome<'_>) {

@@ -1,0 +1,480 @@
+//! The owned event queue of a socket: `phx_event_t`s the caller pulls and frees, with three
+//! ways to learn that events are pending: a blocking wait, a file descriptor readable while the
+//! queue is non-empty, and a data-less wake callback. It knows no handle; the entry points
+//! that reach it through a socket are in `events`.
+//!
+//! Replies of `*_tagged` operations are never dropped. Other events are dropped when the queue
+//! is full and counted; a `PHX_EVENT_OVERFLOW` event carrying the count is queued as soon as
+//! there is room again, so loss is never silent.
+
+#![allow(non_camel_case_types)]
+
+use super::callbacks::{CompletionSink, WakeRegistration};
+use super::status::phx_status_t;
+use super::types::{channel_state, payload_parts, phx_event_kind_t, phx_reason_t, socket_state};
+use super::util::{lock, millis, opt_ptr, Packed, StrPack};
+use crate::engine::{ChannelState, DisconnectReason, Message, ReplyRef, SocketState, Status};
+use crate::protocol::Payload;
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_int};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// One owned event. Everything it points to belongs to it and lives until `phx_event_free`.
+///
+/// Which fields are set depends on `kind`; the others are 0 / NULL:
+///
+/// | kind | fields |
+/// |---|---|
+/// | `PHX_EVENT_REPLY` | `tag`, `status` (a `PHX_*` status), `channel_id`, `topic`; with a server reply (`PHX_OK`, `PHX_ERR_REPLY`) `reply_status`, `payload_kind`, `payload`, `payload_len` |
+/// | `PHX_EVENT_MESSAGE` | `channel_id`, `topic`, `event`, `join_ref` and `ref` (NULL when absent), `payload_kind`, `payload`, `payload_len` |
+/// | `PHX_EVENT_SOCKET_STATE` | `state` (a `PHX_SOCKET_*` value), `reason` (never NULL; kind `PHX_REASON_NONE` when none is given) |
+/// | `PHX_EVENT_CHANNEL_STATE` | `channel_id`, `topic`, `state` (a `PHX_CHANNEL_*` value) |
+/// | `PHX_EVENT_REJOIN` | `channel_id`, `topic`, `status`; with a server reply `reply_status` and the payload fields |
+/// | `PHX_EVENT_OVERFLOW` | `dropped`: how many events were dropped since the previous overflow event |
+///
+/// `channel_id` names the channel instance (`phx_channel_id`): while an old instance of a
+/// topic is still leaving and a new one joins, both have the same topic but not the same id.
+///
+/// Strings are NUL-terminated UTF-8 and their lengths (NUL excluded) are given beside them.
+/// The payload is NOT NUL-terminated, as no payload handed to C is: use `payload_len`.
+#[repr(C)]
+pub struct phx_event_t {
+    /// A `PHX_EVENT_*` value.
+    pub kind: u32,
+    /// A `PHX_*` status (`PHX_EVENT_REPLY`, `PHX_EVENT_REJOIN`).
+    pub status: u32,
+    /// A `PHX_SOCKET_*` or `PHX_CHANNEL_*` value (state events).
+    pub state: u32,
+    /// A `PHX_PAYLOAD_*` value (when `payload` is set).
+    pub payload_kind: u32,
+    /// The tag given to the `*_tagged` call (`PHX_EVENT_REPLY`).
+    pub tag: u64,
+    /// Events dropped (`PHX_EVENT_OVERFLOW`).
+    pub dropped: u64,
+    /// The channel instance (`phx_channel_id`); 0 for socket events.
+    pub channel_id: u64,
+    /// The channel's topic.
+    pub topic: *const c_char,
+    pub topic_len: usize,
+    /// The message's event name.
+    pub event: *const c_char,
+    pub event_len: usize,
+    pub join_ref: *const c_char,
+    pub join_ref_len: usize,
+    pub r#ref: *const c_char,
+    pub ref_len: usize,
+    /// The server's reply status (`"ok"`, `"error"`, ...).
+    pub reply_status: *const c_char,
+    pub reply_status_len: usize,
+    pub payload: *const u8,
+    pub payload_len: usize,
+    /// Why the socket changed state: set for `PHX_EVENT_SOCKET_STATE` (kind `PHX_REASON_NONE`
+    /// when none was given), NULL for every other kind. Owned by the event.
+    pub reason: *const phx_reason_t,
+}
+
+/// The allocation behind a `phx_event_t *`: the public part first, then its storage.
+#[repr(C)]
+pub(crate) struct EventBox {
+    pub(crate) ev: phx_event_t,
+    storage: Vec<u8>,
+    /// Only state events carry a reason: the rest do not pay for its 272 bytes.
+    reason: Option<Box<phx_reason_t>>,
+}
+
+// SAFETY: the raw pointers point into `storage`, owned by the same box.
+unsafe impl Send for EventBox {}
+
+/// What to put in an event (see [`phx_event_t`] for which fields a kind sets).
+#[derive(Default)]
+pub(crate) struct EventSpec<'a> {
+    kind: u32,
+    status: u32,
+    state: u32,
+    tag: u64,
+    dropped: u64,
+    channel_id: u64,
+    topic: Option<&'a str>,
+    event: Option<&'a str>,
+    join_ref: Option<&'a str>,
+    ref_: Option<&'a str>,
+    reply_status: Option<&'a str>,
+    payload: Option<Payload<'a>>,
+    reason: Option<phx_reason_t>,
+}
+
+impl EventSpec<'_> {
+    fn build(&self) -> Box<EventBox> {
+        let strs = [
+            self.topic,
+            self.event,
+            self.join_ref,
+            self.ref_,
+            self.reply_status,
+        ];
+        let (payload_kind, payload) = self.payload.as_ref().map_or((0, &[][..]), payload_parts);
+        let size = strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
+            + self.payload.map_or(0, |_| payload.len());
+        let mut storage = Vec::with_capacity(size);
+        let mut pack = StrPack::new(&mut storage);
+        let [topic, event, join_ref, ref_, reply_status] = strs.map(|s| pack.push_opt(s));
+        let body = self.payload.map(|_| pack.push_bytes(payload));
+        let buf = pack.finish();
+        let [topic, event, join_ref, ref_, reply_status] =
+            [topic, event, join_ref, ref_, reply_status].map(|p| opt_ptr(p, buf));
+        let ev = phx_event_t {
+            kind: self.kind,
+            status: self.status,
+            state: self.state,
+            payload_kind,
+            tag: self.tag,
+            dropped: self.dropped,
+            channel_id: self.channel_id,
+            topic: topic.0,
+            topic_len: topic.1,
+            event: event.0,
+            event_len: event.1,
+            join_ref: join_ref.0,
+            join_ref_len: join_ref.1,
+            r#ref: ref_.0,
+            ref_len: ref_.1,
+            reply_status: reply_status.0,
+            reply_status_len: reply_status.1,
+            payload: body.map_or(std::ptr::null(), |p| p.bytes_ptr(buf)),
+            payload_len: body.map_or(0, Packed::len),
+            reason: std::ptr::null(),
+        };
+        let mut event = Box::new(EventBox {
+            ev,
+            storage,
+            reason: self.reason.map(Box::new),
+        });
+        // Heap buffers do not move when their owners do, so the pointers stay valid.
+        if let Some(reason) = &event.reason {
+            event.ev.reason = &**reason;
+        }
+        event
+    }
+}
+
+// ---- the readiness descriptor ---------------------------------------------------------------------
+
+/// A descriptor readable while the queue is non-empty: an eventfd on Linux and Android, the
+/// read end of a pipe on other Unix systems.
+struct Readiness {
+    read_fd: c_int,
+    write_fd: c_int,
+}
+
+impl Readiness {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn new() -> Option<Self> {
+        // SAFETY: plain system call.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        (fd >= 0).then_some(Readiness {
+            read_fd: fd,
+            write_fd: fd,
+        })
+    }
+
+    #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+    fn new() -> Option<Self> {
+        let mut fds = [0 as c_int; 2];
+        // SAFETY: plain system calls on descriptors we own.
+        unsafe {
+            if libc::pipe(fds.as_mut_ptr()) != 0 {
+                return None;
+            }
+            for fd in fds {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+        Some(Readiness {
+            read_fd: fds[0],
+            write_fd: fds[1],
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> Option<Self> {
+        None
+    }
+
+    /// Makes the descriptor readable (the queue became non-empty).
+    fn set(&self) {
+        #[cfg(unix)]
+        {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our descriptor; a full counter or pipe
+            // (EAGAIN) means it is readable already.
+            unsafe { libc::write(self.write_fd, (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Makes the descriptor unreadable (the queue became empty).
+    fn clear(&self) {
+        #[cfg(unix)]
+        {
+            let mut sink = [0u8; 64];
+            // SAFETY: reads into a live buffer from our non-blocking descriptor until empty.
+            unsafe {
+                while libc::read(self.read_fd, sink.as_mut_ptr().cast(), sink.len()) > 0 {
+                    if self.read_fd == self.write_fd {
+                        break; // an eventfd is drained by one read
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Readiness {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: closes descriptors this value owns, once.
+        unsafe {
+            libc::close(self.read_fd);
+            if self.write_fd != self.read_fd {
+                libc::close(self.write_fd);
+            }
+        }
+    }
+}
+
+// ---- the queue --------------------------------------------------------------------------------------
+
+struct QueueState {
+    items: VecDeque<Box<EventBox>>,
+    capacity: usize,
+    /// Events dropped and not yet reported by an overflow event.
+    dropped: u64,
+    /// The socket was freed: nothing is queued any more, waiters return.
+    closed: bool,
+    /// Threads blocked in `next`: only then is the condition variable signalled.
+    waiters: usize,
+}
+
+/// A socket's event queue.
+pub(crate) struct EventQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    readiness: Option<Readiness>,
+    wake: Mutex<Option<Arc<WakeRegistration>>>,
+}
+
+/// What waiting for an event produced.
+#[must_use]
+pub(crate) enum Next {
+    Event(Box<EventBox>),
+    Empty,
+    Closed,
+}
+
+impl EventQueue {
+    pub(crate) fn new(capacity: usize, wake: Option<WakeRegistration>) -> Arc<Self> {
+        Arc::new(EventQueue {
+            state: Mutex::new(QueueState {
+                items: VecDeque::with_capacity(capacity.min(1024)),
+                capacity,
+                dropped: 0,
+                closed: false,
+                waiters: 0,
+            }),
+            ready: Condvar::new(),
+            readiness: Readiness::new(),
+            wake: Mutex::new(wake.map(Arc::new)),
+        })
+    }
+
+    /// Takes the wake registration back (for a failed enable: nothing was consumed).
+    pub(crate) fn take_wake(&self) -> Option<WakeRegistration> {
+        let wake = lock(&self.wake).take()?;
+        Arc::try_unwrap(wake).ok()
+    }
+
+    pub(crate) fn fd(&self) -> Option<c_int> {
+        self.readiness.as_ref().map(|r| r.read_fd)
+    }
+
+    /// Adds an event. `droppable` events are dropped (and counted) while the queue is full.
+    fn push(&self, spec: &EventSpec<'_>, droppable: bool) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return;
+        }
+        if droppable {
+            self.report_overflow(&mut st);
+            if st.dropped > 0 || st.items.len() >= st.capacity {
+                st.dropped += 1;
+                return;
+            }
+        }
+        let was_empty = st.items.is_empty();
+        st.items.push_back(spec.build());
+        if was_empty {
+            if let Some(r) = &self.readiness {
+                r.set();
+            }
+        }
+        let waiting = st.waiters > 0;
+        drop(st);
+        if waiting {
+            self.ready.notify_one();
+        }
+        let wake = lock(&self.wake).clone();
+        if let Some(wake) = wake {
+            wake.wake();
+        }
+    }
+
+    /// Queues the overflow event if events were dropped and there is room for it.
+    fn report_overflow(&self, st: &mut QueueState) {
+        if st.dropped > 0 && st.items.len() < st.capacity {
+            let spec = EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_OVERFLOW as u32,
+                dropped: st.dropped,
+                ..EventSpec::default()
+            };
+            if st.items.is_empty() {
+                if let Some(r) = &self.readiness {
+                    r.set();
+                }
+            }
+            st.items.push_back(spec.build());
+            st.dropped = 0;
+        }
+    }
+
+    /// Takes the oldest event, waiting up to `timeout_ms` (0: not at all).
+    pub(crate) fn next(&self, timeout_ms: u64) -> Next {
+        let deadline = Instant::now() + millis(timeout_ms);
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(ev) = st.items.pop_front() {
+                self.report_overflow(&mut st);
+                if st.items.is_empty() {
+                    if let Some(r) = &self.readiness {
+                        r.clear();
+                    }
+                }
+                return Next::Event(ev);
+            }
+            if st.closed {
+                return Next::Closed;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Next::Empty;
+            }
+            st.waiters += 1;
+            st = self
+                .ready
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            st.waiters -= 1;
+        }
+    }
+
+    /// The socket is being freed: stop queueing, wake every waiter, release the wake callback.
+    pub(crate) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_all();
+        let wake = lock(&self.wake).take();
+        drop(wake);
+    }
+
+    // ---- producers ----------------------------------------------------------------------------
+
+    pub(crate) fn push_socket_state(&self, state: SocketState, reason: Option<&DisconnectReason>) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_SOCKET_STATE as u32,
+                state: socket_state(state),
+                reason: Some(phx_reason_t::from_engine(reason)),
+                ..EventSpec::default()
+            },
+            true,
+        );
+    }
+
+    pub(crate) fn push_channel_state(&self, channel_id: u64, topic: &str, state: ChannelState) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_CHANNEL_STATE as u32,
+                state: channel_state(state),
+                channel_id,
+                topic: Some(topic),
+                ..EventSpec::default()
+            },
+            true,
+        );
+    }
+
+    pub(crate) fn push_message(&self, channel_id: u64, m: &Message<'_>) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
+                channel_id,
+                topic: Some(m.topic),
+                event: Some(m.event),
+                join_ref: m.join_ref,
+                ref_: m.ref_,
+                payload: Some(m.payload),
+                ..EventSpec::default()
+            },
+            true,
+        );
+    }
+
+    pub(crate) fn push_rejoin(
+        &self,
+        channel_id: u64,
+        topic: &str,
+        status: u32,
+        reply: Option<&ReplyRef<'_>>,
+    ) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_REJOIN as u32,
+                status,
+                channel_id,
+                topic: Some(topic),
+                reply_status: reply.map(|r| r.status),
+                payload: reply.map(|r| r.response),
+                ..EventSpec::default()
+            },
+            true,
+        );
+    }
+}
+
+/// Completes a `*_tagged` operation into the queue as a `PHX_EVENT_REPLY` (never dropped).
+#[derive(Clone)]
+pub(crate) struct QueueSink {
+    pub(crate) queue: Arc<EventQueue>,
+    pub(crate) tag: u64,
+    pub(crate) channel_id: u64,
+    pub(crate) topic: Arc<str>,
+}
+
+impl CompletionSink for QueueSink {
+    fn complete(&self, status: Status, reply: Option<&ReplyRef<'_>>) {
+        self.queue.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_REPLY as u32,
+                status: phx_status_t::from(status) as u32,
+                tag: self.tag,
+                channel_id: self.channel_id,
+                topic: Some(&self.topic),
+                reply_status: reply.map(|r| r.status),
+                payload: reply.map(|r| r.response),
+                ..EventSpec::default()
+            },
+            false,
+        );
+    }
+}
