@@ -64,20 +64,16 @@ _PUMP_BATCH = 512
 #: A JSON-serialisable value (usually a dict) or bytes for a binary push.
 PushPayload = Union[Mapping[str, Any], bytes, bytearray, memoryview, Any]
 
-_EVENT_FIELDS = {name for name, _ in ffi.typeof("phx_event_t").fields}
-
-
-def _text(ptr: Any, length: int | None) -> str | None:
+def _text(ptr: Any, length: int) -> str | None:
     """A string handed out by libphx, read by pointer and length (never relying on a NUL)."""
     if ptr == ffi.NULL:
         return None
-    data: bytes = ffi.string(ptr) if length is None else ffi.unpack(ptr, length)
+    data: bytes = ffi.unpack(ptr, length)
     return data.decode("utf-8")
 
 
 def _field_text(ev: Any, name: str) -> str | None:
-    length_name = name + "_len"
-    return _text(getattr(ev, name), getattr(ev, length_name) if length_name in _EVENT_FIELDS else None)
+    return _text(getattr(ev, name), getattr(ev, name + "_len"))
 
 
 def _payload(kind: int, ptr: Any, length: int) -> Payload:
@@ -273,7 +269,6 @@ class PhoenixSocket:
         self._channels: dict[int, PhoenixChannel] = {}
         self._states: Broadcast[PhoenixSocketState] = Broadcast()
         self._connect_waiters: list[asyncio.Future[None]] = []
-        self._disconnect_waiters: list[asyncio.Future[None]] = []
         self._dropped = 0
 
     # ---- public API --------------------------------------------------------------------------
@@ -354,7 +349,7 @@ class PhoenixSocket:
         handle = self._native.handle
         if handle is None:
             return
-        loop = self._bind_loop()
+        self._bind_loop()
         pending = [p.future for p in self._pending.values()]
         _check(lib.phx_socket_disconnect(handle), "phx_socket_disconnect")
         self._resolve_connect_waiters(PhoenixException("Socket disconnected", None, Status.DISCONNECTED))
@@ -362,16 +357,6 @@ class PhoenixSocket:
         if pending:
             # Every pending and buffered operation completes at once; wait for their events.
             await asyncio.wait(pending, timeout=10)
-        if self.state is not PhoenixSocketState.disconnected:
-            # A library that reports the change asynchronously: wait for its state event.
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._disconnect_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, 10)
-            finally:
-                if waiter in self._disconnect_waiters:
-                    self._disconnect_waiters.remove(waiter)
-            self._pump(limit=None)
         # Let the tasks woken by the completions run before returning.
         await asyncio.sleep(0)
 
@@ -483,14 +468,10 @@ class PhoenixSocket:
                 lib.phx_event_free(ev)
             count += 1
 
-    def _channel_of(self, ev: Any, topic: str | None) -> PhoenixChannel | None:
-        if "channel_id" in _EVENT_FIELDS:
-            return self._channels.get(int(ev.channel_id))
-        # Older header without channel ids: the newest live object of that topic.
-        for channel in reversed(list(self._channels.values())):
-            if channel.topic == topic:
-                return channel
-        return None
+    def _channel_of(self, ev: Any) -> PhoenixChannel | None:
+        """The live channel object of an event's channel instance (by id, never by topic: an
+        old instance of a topic may still be leaving while a new one joins)."""
+        return self._channels.get(int(ev.channel_id))
 
     def _dispatch(self, ev: Any) -> None:
         kind = ev.kind
@@ -502,9 +483,9 @@ class PhoenixSocket:
             response = _payload(ev.payload_kind, ev.payload, ev.payload_len) if has_reply else None
             pending.channel._complete(pending, int(ev.status), _field_text(ev, "reply_status"), response)
         elif kind == _EV_MESSAGE:
-            topic = _field_text(ev, "topic")
-            channel = self._channel_of(ev, topic)
+            channel = self._channel_of(ev)
             if channel is not None:
+                topic = _field_text(ev, "topic")
                 channel._messages.publish(
                     PhoenixMessage(
                         _field_text(ev, "join_ref"),
@@ -519,16 +500,12 @@ class PhoenixSocket:
             self._states.publish(state)
             if state is PhoenixSocketState.connected:
                 self._resolve_connect_waiters(None)
-            elif state is PhoenixSocketState.disconnected:
-                for waiter in self._disconnect_waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
         elif kind == _EV_CHANNEL_STATE:
-            channel = self._channel_of(ev, _field_text(ev, "topic"))
+            channel = self._channel_of(ev)
             if channel is not None:
                 channel._on_state(_CHANNEL_STATES[ev.state])
         elif kind == _EV_REJOIN:
-            channel = self._channel_of(ev, _field_text(ev, "topic"))
+            channel = self._channel_of(ev)
             if channel is not None:
                 has_reply = ev.reply_status != ffi.NULL
                 response = _payload(ev.payload_kind, ev.payload, ev.payload_len) if has_reply else None
@@ -556,9 +533,7 @@ class PhoenixSocket:
 
 
 def _channel_id(handle: Any) -> int:
-    if hasattr(lib, "phx_channel_id"):
-        return int(lib.phx_channel_id(handle))
-    return int(ffi.cast("uintptr_t", handle))  # older library: the handle identifies the instance
+    return int(lib.phx_channel_id(handle))
 
 
 def _free_channel(holder: list[Any]) -> None:
