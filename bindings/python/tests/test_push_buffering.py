@@ -32,6 +32,7 @@ async def test_joining_buffered_then_sent_after_the_join(make_socket: Any, serve
 async def test_joining_buffered_pushes_fail_when_the_join_fails(make_socket: Any, server: Server) -> None:
     socket = make_socket()
     await socket.connect()
+    await server.control("delay?ms=300")  # the refusal comes late: the pushes are made while joining
     channel = socket.channel("room:private")
     join = channel.join()
     pushes = [channel.push("echo", {"i": i}) for i in range(2)]

@@ -432,6 +432,7 @@ async def test_leave_before_join_completes(make_socket: Any) -> None:
 async def test_behaviour_push_buffering_during_join(make_socket: Any, server: Server) -> None:
     socket = make_socket()
     await socket.connect()
+    await server.control("delay?ms=200")  # the join reply comes late: the push is made while joining
     channel = socket.channel("echo:lobby")  # echo:* answers every event (room:* crashes on "event")
     channel.join()  # fire-and-forget: don't await
     reply = channel.push("event", {"data": 1})  # buffered, sent after join ok
@@ -441,9 +442,10 @@ async def test_behaviour_push_buffering_during_join(make_socket: Any, server: Se
     assert events.index("phx_join") < events.index("event")
 
 
-async def test_behaviour_buffered_pushes_fail_when_the_join_fails(make_socket: Any) -> None:
+async def test_behaviour_buffered_pushes_fail_when_the_join_fails(make_socket: Any, server: Server) -> None:
     socket = make_socket()
     await socket.connect()
+    await server.control("delay?ms=300")  # the refusal comes late: the pushes are made while joining
     channel = socket.channel("room:private")
     join = channel.join()
     pushes = [channel.push("echo", {"i": i}) for i in range(3)]
