@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, the Rust tests (codec, engine, FFI, test server,
 # transcript replay, header freshness), the phoenix.js conformance suite, and the C suite
-# (ctest, valgrind, ASan+UBSan, C++17, CMake and pkg-config consumers).
+# (ctest, valgrind, ASan+UBSan, C++17, CMake and pkg-config consumers, the C++ header phx.hpp),
+# and the Python bindings (a wheel built with maturin, installed in a fresh venv, pytest).
 # Installs what it needs (npm packages, cmake, valgrind) on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,10 @@ scripts/check-fuzz.sh
 stage "phoenix.js conformance suite against phx-testserver"
 scripts/js-conformance.sh
 
-stage "C suite"
+stage "C suite (with the C++ header's tests)"
 scripts/c-tests.sh
+
+stage "Python bindings (wheel in a fresh venv, pytest)"
+scripts/python-tests.sh
 
 stage "all stages passed"
