@@ -10,6 +10,7 @@
 
 #![allow(non_camel_case_types)]
 
+use super::sync::{Arc, AtomicU8};
 use super::types::{
     channel_state, log_level, phx_message_t, phx_reason_t, phx_reply_t, socket_state, with_c_text,
     with_message, with_reply,
@@ -20,7 +21,6 @@ use crate::engine::{
     ChannelState, DisconnectReason, LogLevel, Message, OnReply, ReplyRef, SocketState, Status,
 };
 use std::ffi::{c_char, c_void};
-use super::sync::{Arc, AtomicU8};
 use std::sync::atomic::Ordering;
 
 /// Releases a registration's `user_data`; called exactly once, after the last call that

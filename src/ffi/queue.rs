@@ -11,13 +11,13 @@
 
 use super::callbacks::{CompletionSink, WakeRegistration};
 use super::status::phx_status_t;
+use super::sync::{self, Condvar, Mutex};
 use super::types::{channel_state, payload_parts, phx_event_kind_t, phx_reason_t, socket_state};
 use super::util::{lock, millis, opt_ptr, Packed, StrPack};
 use crate::engine::{ChannelState, DisconnectReason, Message, ReplyRef, SocketState, Status};
 use crate::protocol::Payload;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int};
-use super::sync::{self, Condvar, Mutex};
 use std::sync::Arc;
 use std::time::Instant;
 

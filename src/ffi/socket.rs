@@ -186,7 +186,9 @@ pub unsafe extern "C" fn phx_socket_set_handler(
 /// `PHX_ERR_CLOSED`, releases every handler (each `free_user_data` is called) and frees the
 /// event queue with the events still in it (events already taken stay valid). NULL is a
 /// no-op. Channel handles of this socket stay valid (their operations return
-/// `PHX_ERR_CLOSED`) until freed with `phx_channel_free`.
+/// `PHX_ERR_CLOSED`) until freed with `phx_channel_free`. `*_tagged` operations still pending
+/// complete with `PHX_ERR_CLOSED` into the queue being freed, so no event reports them: treat
+/// every tag not yet answered as `PHX_ERR_CLOSED`.
 ///
 /// Calls on `s` already in progress on other threads when it begins (a blocking
 /// `phx_socket_connect_wait` or `phx_socket_next_event` above all) keep what they use alive

@@ -173,6 +173,9 @@ const WRITE_BATCH: u32 = 64;
 /// sockets' tasks on this worker.
 const FAIRNESS_BUDGET: u32 = 128;
 
+/// Under load, due timers are looked for every this many events (a clock read each time).
+const CLOCK_EVERY: u32 = 8;
+
 type Opening = Pin<Box<dyn Future<Output = Result<Box<Ws>, DisconnectReason>> + Send>>;
 
 struct Actor {
@@ -338,14 +341,14 @@ impl Actor {
     }
 
     /// Due timers come first, whatever the load: a timeout or heartbeat is never held back
-    /// by frames or commands that keep arriving.
+    /// by frames or commands that keep arriving. The clock is read every [`CLOCK_EVERY`]
+    /// events under load; the Tokio timer is armed only when the inputs are idle.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if let Some(deadline) = self.timers.next_deadline() {
-            if self.sleep.deadline() != deadline {
-                self.sleep.as_mut().reset(deadline);
-            }
-            if deadline <= Instant::now() || self.sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::TimerDue);
+        if self.budget % CLOCK_EVERY == 0 {
+            if let Some(deadline) = self.timers.next_deadline() {
+                if deadline <= Instant::now() {
+                    return Poll::Ready(Event::TimerDue);
+                }
             }
         }
         self.frames_first = !self.frames_first;
@@ -369,6 +372,14 @@ impl Actor {
             if let Poll::Ready(result) = opening.as_mut().poll(cx) {
                 self.opening = None;
                 return Poll::Ready(Event::Opened(result));
+            }
+        }
+        if let Some(deadline) = self.timers.next_deadline() {
+            if self.sleep.deadline() != deadline {
+                self.sleep.as_mut().reset(deadline);
+            }
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::TimerDue);
             }
         }
         Poll::Pending
