@@ -6,7 +6,6 @@ use super::callbacks::{
     phx_channel_handler_t, phx_free_fn, phx_reply_cb, submit, CallbackSink, ChannelRegistration,
     CompletionSink,
 };
-use super::events::queue_of;
 use super::handles::{live, phx_channel_t, phx_socket_t, socket_arg};
 use super::queue::QueueSink;
 use super::status::phx_status_t;
@@ -297,7 +296,7 @@ pub unsafe extern "C" fn phx_channel_leave(
 /// The completion that reports into the socket's event queue.
 fn tagged(c: &phx_channel_t, tag: u64) -> FfiResult<QueueSink> {
     Ok(QueueSink {
-        queue: queue_of(&c.core)?,
+        queue: c.core.queue()?,
         tag,
         channel_id: c.hub.id,
         topic: c.hub.topic.clone(),

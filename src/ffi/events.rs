@@ -2,23 +2,14 @@
 //! readiness descriptor, taking and freeing events.
 
 use super::callbacks::{phx_free_fn, phx_wake_fn, WakeRegistration};
-use super::handles::{socket_arg, SocketCore};
+use super::handles::socket_arg;
 use super::queue::{phx_event_t, EventBox, EventQueue, Next};
 use super::status::phx_status_t;
 use super::util::{box_from_raw, guard, guard_or, out_ptr, write_out, FfiResult};
 use crate::engine::runtime;
 use std::ffi::{c_int, c_void};
-use std::sync::Arc;
 
 // ---- exported functions ---------------------------------------------------------------------------
-
-/// The event queue of a socket, or `PHX_ERR_STATE` before it is enabled.
-pub(crate) fn queue_of(core: &SocketCore) -> FfiResult<Arc<EventQueue>> {
-    core.events
-        .get()
-        .cloned()
-        .ok_or(phx_status_t::PHX_ERR_STATE)
-}
 
 /// Turns on owned delivery for socket `s`: from now on its state changes, and every channel's
 /// messages, state changes and rejoin results, are also queued as `phx_event_t`s (in addition
@@ -77,7 +68,7 @@ pub unsafe extern "C" fn phx_socket_event_fd(
     guard(|| {
         let s = socket_arg(s)?;
         let out = out_ptr(out_fd)?;
-        let fd = queue_of(&s.core)?.fd().ok_or(phx_status_t::PHX_ERR_STATE)?;
+        let fd = s.core.queue()?.fd().ok_or(phx_status_t::PHX_ERR_STATE)?;
         write_out(out, fd);
         Ok(())
     })
@@ -101,7 +92,7 @@ pub unsafe extern "C" fn phx_socket_next_event(
     guard(|| {
         let s = socket_arg(s)?;
         let out = out_ptr(out)?;
-        let queue = queue_of(&s.core)?;
+        let queue = s.core.queue()?;
         if timeout_ms > 0 && runtime::on_library_thread() {
             return Err(phx_status_t::PHX_ERR_WRONG_THREAD);
         }
@@ -121,7 +112,7 @@ pub unsafe extern "C" fn phx_socket_try_event(
     guard(|| {
         let s = socket_arg(s)?;
         let out = out_ptr(out)?;
-        let queue = queue_of(&s.core)?;
+        let queue = s.core.queue()?;
         take(&queue, 0, out)
     })
 }

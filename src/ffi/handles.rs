@@ -90,6 +90,14 @@ impl SocketCore {
         drop(channels);
     }
 
+    /// The event queue, or `PHX_ERR_STATE` before `phx_socket_events_enable`.
+    pub(crate) fn queue(&self) -> FfiResult<Arc<EventQueue>> {
+        self.events
+            .get()
+            .cloned()
+            .ok_or(phx_status_t::PHX_ERR_STATE)
+    }
+
     /// Channel instances the C handles' cache holds.
     pub(crate) fn cached_channels(&self) -> usize {
         lock(&self.channels).len()

@@ -13,6 +13,12 @@
 //!
 //! The contract of each function (ownership, lifetimes, threads) is stated in its doc comment,
 //! which cbindgen copies into the header.
+//!
+//! Layers, each importing only those before it: the plain values (`status`, `types`, `util`,
+//! `sync`); callback registrations and the completion protocol (`callbacks`); the event queue
+//! (`queue`); the handle types and what they share (`handles`); the entry points (`options`,
+//! `socket`, `channel`, `events`), and the blocking forms over the channel operations
+//! (`blocking`).
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]

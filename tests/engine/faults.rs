@@ -119,3 +119,44 @@ async fn oversize_frame_from_the_server_drops_the_connection_with_a_clear_reason
     assert_eq!(status, Status::Ok);
     assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
 }
+
+/// A server that stops reading our frames while it keeps sending: pushes back up in the write
+/// queue without blocking the socket's task, the server's frames still arrive, and once it
+/// reads again every push completes, in order, on the same connection.
+#[tokio::test(start_paused = true)]
+async fn a_server_that_stops_reading_backs_pushes_up_and_loses_nothing() {
+    let world = World::new().await;
+    let (socket, mut events) = world.connected().await; // connection 1
+    let (ch, mut chev) = channel(&socket, "room:lobby");
+    join_ok(&ch).await;
+    let (other, _other_events) = world.connected().await; // connection 2
+    let peer = other.channel("room:lobby");
+    join_ok(&peer).await;
+    world.controls().set_stop_reading_for(1, true);
+    let pad = "x".repeat(1024);
+    let pushes: Vec<_> = (0..500)
+        .map(|i| push(&ch, "echo", &format!(r#"{{"i":{i},"pad":"{pad}"}}"#)))
+        .collect();
+    let stats = socket.stats().await;
+    assert!(
+        stats.outbox > 100,
+        "the write queue holds what the peer does not read: {stats:?}"
+    );
+    drop(push(&peer, "new_msg", r#"{"body":"still here"}"#));
+    chev.until(|e| matches!(e, Ev::Message { event, .. } if event == "new_msg"))
+        .await;
+    world.controls().set_stop_reading_for(1, false);
+    for (i, rx) in pushes.into_iter().enumerate() {
+        let d = done(rx).await;
+        assert_eq!(d.status, Status::Ok, "push {i}");
+        assert_eq!(d.response()["i"], i);
+    }
+    assert_eq!(socket.stats().await.outbox, 0);
+    assert!(
+        !events
+            .drain()
+            .iter()
+            .any(|e| matches!(e, Ev::Socket(SocketState::Reconnecting, _))),
+        "the same connection throughout"
+    );
+}
