@@ -145,6 +145,11 @@ fn timers_fire_on_time_while_frames_keep_arriving() {
     );
     assert_eq!(flood.recv_timeout(secs(60)).unwrap().0, Status::Ok);
     let beats = remote.heartbeats() - beats_before;
+    eprintln!(
+        "timeout after {:?} with {seen_at_timeout} of {N} messages delivered; {beats} heartbeats \
+         during the flood",
+        at - pushed_at
+    );
     // The flood takes N ms of handler time: about N / 100 heartbeats are due meanwhile.
     assert!(
         beats >= N / 100 / 3,
@@ -225,6 +230,7 @@ fn a_blocking_callback_does_not_stall_other_sockets() {
         completed += 1;
     }
     let beats = remote.heartbeats() - beats_before;
+    eprintln!("{completed} round trips and {beats} heartbeats while the other socket blocked");
     assert!(completed > 10, "only {completed} round trips in 1.2 s");
     assert!(beats >= 4, "{beats} heartbeats in 1.2 s at 100 ms");
     blocked.shutdown();
