@@ -102,6 +102,14 @@ fn blocking_op() -> (OnReply, mpsc::Receiver<(Status, Instant)>) {
     (cb, rx)
 }
 
+/// Asks the server for `n` messages; the receiver gets the push's completion.
+fn flood(ch: &Channel, n: usize) -> mpsc::Receiver<(Status, Instant)> {
+    let (cb, rx) = blocking_op();
+    let payload = json(&format!(r#"{{"n":{n}}}"#));
+    ch.push("flood", payload, Some(secs(60)), cb).unwrap();
+    rx
+}
+
 fn join(ch: &Channel) {
     let (cb, rx) = blocking_op();
     ch.join(json("{}"), None, cb).unwrap();
@@ -123,14 +131,7 @@ fn timers_fire_on_time_while_frames_keep_arriving() {
     ch.set_handler(Some(slow.clone()));
     join(&ch);
     let beats_before = remote.heartbeats();
-    let (cb, flood) = blocking_op();
-    ch.push(
-        "flood",
-        json(&format!(r#"{{"n":{N}}}"#)),
-        Some(secs(60)),
-        cb,
-    )
-    .unwrap();
+    let flood = flood(&ch, N);
     let (cb, timed) = blocking_op();
     let pushed_at = Instant::now();
     ch.push("noreply", json("{}"), Some(ms(200)), cb).unwrap();
@@ -173,14 +174,7 @@ fn a_flooding_server_is_alive_and_a_silent_one_is_detected() {
     })));
     join(&ch);
     remote.server.controls().set_blackhole(true);
-    let (cb, flood) = blocking_op();
-    ch.push(
-        "flood",
-        json(&format!(r#"{{"n":{N}}}"#)),
-        Some(secs(60)),
-        cb,
-    )
-    .unwrap();
+    let flood = flood(&ch, N);
     let (status, flood_done) = flood.recv_timeout(secs(60)).unwrap();
     assert_eq!(status, Status::Ok, "the connection survived the flood");
     let during: Vec<_> = states.try_iter().collect();

@@ -13,6 +13,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 // ---- read your writes ---------------------------------------------------------------------------
 
+/// A multi-threaded runtime and a test server on it, for tests that block their own thread.
+fn runtime_and_server() -> (tokio::runtime::Runtime, phx_testserver::TestServer) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(phx_testserver::TestServer::start(
+            phx_testserver::Config::default(),
+        ))
+        .unwrap();
+    (rt, server)
+}
+
 /// The seed's recipe after an intentional disconnect: a push fails at once, `channel(topic)`
 /// gives a fresh instance, and that instance joins once connected again.
 #[tokio::test(start_paused = true)]
@@ -43,12 +54,7 @@ async fn after_disconnect_returns_push_fails_and_the_cache_is_fresh() {
 /// state change and give up).
 #[test]
 fn connect_wait_right_after_disconnect_connects() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async {
-        phx_testserver::TestServer::start(phx_testserver::Config::default())
-            .await
-            .unwrap()
-    });
+    let (rt, server) = runtime_and_server();
     let socket = Socket::new(Config::new(server.url()), rt.handle()).unwrap();
     for round in 0..20 {
         assert_eq!(socket.connect_wait(secs(5)), Ok(()), "round {round}");
@@ -123,12 +129,7 @@ async fn join_and_leave_states_are_visible_when_the_calls_return() {
 /// socket's task before any command about it arrives.
 #[test]
 fn channel_and_join_from_two_threads_never_lose_the_channel() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async {
-        phx_testserver::TestServer::start(phx_testserver::Config::default())
-            .await
-            .unwrap()
-    });
+    let (rt, server) = runtime_and_server();
     let socket = Socket::new(Config::new(server.url()), rt.handle()).unwrap();
     socket.connect_wait(secs(5)).unwrap();
     for round in 0..200 {
