@@ -37,7 +37,7 @@
  * - A callback should return within microseconds: copy what it needs and hand longer work to
  *   a thread of its own, or use the event queue. A callback that blocks holds one worker; the
  *   other sockets go on on the other workers, and a socket whose callbacks prove slow (a batch
- *   of its events taking over 20 ms) has its later callbacks run aside from the workers, at
+ *   of its events taking over 20 ms) has its next callbacks run aside from the workers (until a quick batch), at
  *   the cost of a thread hand-off each, so it cannot starve the others.
  * - user_data is first in every callback; pointers a callback receives are borrowed for the
  *   duration of the call. Consumers that run their code after the C callback returned (Dart's

@@ -3,11 +3,11 @@
 //!
 //! Callbacks run on the runtime's worker threads, inside the socket's task. A callback that
 //! blocks holds its worker; the runtime's other workers (at least two) take over the other
-//! sockets' tasks. A socket whose callbacks prove slow (one batch of its events took longer
-//! than [`SLOW_BATCH`]) has its later callbacks run through `block_in_place`, which hands the
+//! sockets' tasks. A socket whose callbacks prove slow (a batch of its events took longer than
+//! [`SLOW_BATCH`]) has its next callbacks run through `block_in_place`, which hands the
 //! worker's other tasks to a fresh thread for the duration of each callback, so even many slow
-//! sockets at once cannot starve the fast ones. That costs a thread hand-off per callback, and
-//! only slow sockets pay it.
+//! sockets at once cannot starve the fast ones; a quick batch ends that. It costs a thread
+//! hand-off per callback, and only slow sockets pay it.
 
 use std::cell::Cell;
 use std::sync::LazyLock;

@@ -213,7 +213,7 @@ struct Actor {
     budget: u32,
     /// When the current batch of events began (real time: what other sockets wait).
     batch_started: std::time::Instant,
-    /// This socket's callbacks proved slow: they run through `block_in_place`.
+    /// This socket's last batch was slow: its callbacks run through `block_in_place`.
     isolated: bool,
     /// The runtime can move a worker's tasks away (multi-threaded); false on a
     /// current-thread runtime, where `block_in_place` is not available.
@@ -319,15 +319,17 @@ impl Actor {
     }
 
     /// A batch of events ends (the task yields or goes idle): one that took long enough to
-    /// starve other sockets marks this socket's callbacks slow for good (see `runtime`).
+    /// starve other sockets marks this socket's callbacks slow (see `runtime`); a quick one
+    /// (under a quarter of that) clears the mark, so a passing stall (the thread preempted,
+    /// one slow callback) costs nothing for long.
     fn end_batch(&mut self) {
-        if self.budget < FAIRNESS_BUDGET
-            && !self.isolated
-            && self.can_isolate
-            && self.batch_started.elapsed() > runtime::SLOW_BATCH
-        {
-            self.isolated = true;
-            runtime::set_isolated(true);
+        if self.budget < FAIRNESS_BUDGET && self.can_isolate {
+            let took = self.batch_started.elapsed();
+            if took > runtime::SLOW_BATCH {
+                self.isolated = true;
+            } else if took < runtime::SLOW_BATCH / 4 {
+                self.isolated = false;
+            }
         }
         self.budget = FAIRNESS_BUDGET;
     }
