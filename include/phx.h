@@ -11,7 +11,7 @@
  *   UTF-8 with their length beside them. Payloads handed out (messages, replies, events,
  *   responses) are NEVER NUL-terminated: always use payload_len.
  * - One free function per type, each accepting NULL: phx_options_free, phx_socket_free,
- *   phx_channel_free, phx_event_free, phx_response_free.
+ *   phx_channel_free, phx_event_free, phx_response_free, phx_presence_free.
  * - Enumerations cross the boundary as uint32_t; their values are stable.
  *
  * Calls:
@@ -336,6 +336,13 @@ typedef struct phx_channel_t phx_channel_t;
  * `phx_socket_new` copies them, so they may be freed or reused right after.
  */
 typedef struct phx_options_t phx_options_t;
+
+/**
+ * A snapshot of a channel's presence list (opaque, immutable). Created by
+ * `phx_channel_presence`, freed by `phx_presence_free`; it does not change when later
+ * presence frames arrive and stays valid after its channel and socket are freed.
+ */
+typedef struct phx_presence_t phx_presence_t;
 
 /**
  * A Phoenix socket (opaque). Created by `phx_socket_new`, freed by `phx_socket_free`.
@@ -1096,6 +1103,61 @@ phx_status_t phx_socket_try_event(struct phx_socket_t *s,
  * everything it points to. NULL is a no-op. Any thread, once per event.
  */
 void phx_event_free(struct phx_event_t *e);
+
+/**
+ * Writes to `*out` a snapshot of the presence list of channel `c`: `presence_state` and
+ * `presence_diff` folded as Phoenix.Presence sends them (diffs that arrive before the state
+ * of the current join are applied after it; a rejoin starts over from its next state; metas
+ * matched by `phx_ref`). Keys are in the order they first appeared; it is empty before the
+ * first `presence_state`. A frame's changes are in the list before any callback runs for
+ * that frame.
+ *
+ * On `PHX_OK` the caller owns `*out` and frees it with `phx_presence_free`. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL arguments, `PHX_ERR_CLOSED` once the socket is freed;
+ * `*out` is written only on `PHX_OK`. Any thread, concurrently, callbacks included.
+ */
+phx_status_t phx_channel_presence(const struct phx_channel_t *c,
+                                  struct phx_presence_t **out);
+
+/**
+ * Writes to `*out_len` how many keys snapshot `p` holds. Returns `PHX_ERR_INVALID_ARGUMENT`
+ * for NULL arguments; `*out_len` is written only on `PHX_OK`. Any thread, concurrently.
+ */
+phx_status_t phx_presence_len(const struct phx_presence_t *p,
+                              size_t *out_len);
+
+/**
+ * Entry `index` (0 ≤ index < length) of snapshot `p`: its key (`*out_key`, NUL-terminated
+ * UTF-8, `*out_key_len` bytes without the NUL) and its metas (`*out_metas`, a JSON array,
+ * `*out_metas_len` bytes, NOT NUL-terminated). Both are owned by the snapshot and valid
+ * until `phx_presence_free(p)`.
+ *
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or an index out of range; the
+ * out-parameters are written only on `PHX_OK`. Any thread, concurrently.
+ */
+phx_status_t phx_presence_entry(const struct phx_presence_t *p,
+                                size_t index,
+                                const char **out_key,
+                                size_t *out_key_len,
+                                const uint8_t **out_metas,
+                                size_t *out_metas_len);
+
+/**
+ * The whole snapshot `p` as JSON, `{"<key>": {"metas": [...]}, ...}` in list order (the
+ * shape of `presence_state`): `*out_json`, `*out_len` bytes, NOT NUL-terminated, owned by
+ * the snapshot and valid until `phx_presence_free(p)`. Returns `PHX_ERR_INVALID_ARGUMENT`
+ * for NULL arguments; the out-parameters are written only on `PHX_OK`. Any thread,
+ * concurrently.
+ */
+phx_status_t phx_presence_json(const struct phx_presence_t *p,
+                               const uint8_t **out_json,
+                               size_t *out_len);
+
+/**
+ * Frees a snapshot from `phx_channel_presence` and everything it points to. NULL is a no-op.
+ * Any thread, once per snapshot.
+ */
+void phx_presence_free(struct phx_presence_t *p);
 
 #ifdef __cplusplus
 }  // extern "C"

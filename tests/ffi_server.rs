@@ -1084,3 +1084,47 @@ fn freed_unjoined_channels_are_released() {
         phx_socket_free(s);
     }
 }
+
+#[test]
+fn presence_snapshots_from_c() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&format!("{}?token=alice", server.url));
+        let ch = joined(s, "presence:room1");
+        let mut len = 0usize;
+        assert!(wait_until(T, || {
+            let mut p = null_mut();
+            assert_eq!(phx_channel_presence(ch, &mut p), OK);
+            assert_eq!(phx_presence_len(p, &mut len), OK);
+            phx_presence_free(p);
+            len == 1
+        }));
+        let mut p = null_mut();
+        assert_eq!(phx_channel_presence(ch, &mut p), OK);
+        let (mut key, mut key_len, mut metas, mut metas_len) = (null(), 0usize, null(), 0usize);
+        assert_eq!(
+            phx_presence_entry(p, 0, &mut key, &mut key_len, &mut metas, &mut metas_len),
+            OK
+        );
+        assert_eq!(std::ffi::CStr::from_ptr(key).to_str().unwrap(), "alice");
+        assert_eq!(key_len, 5);
+        let metas = json(std::slice::from_raw_parts(metas, metas_len));
+        assert_eq!(metas[0]["device"], "default");
+        assert_eq!(
+            phx_presence_entry(p, 1, &mut key, &mut key_len, &mut null(), &mut metas_len),
+            phx_status_t::PHX_ERR_INVALID_ARGUMENT
+        );
+        let (mut text, mut text_len) = (null(), 0usize);
+        assert_eq!(phx_presence_json(p, &mut text, &mut text_len), OK);
+        let all = json(std::slice::from_raw_parts(text, text_len));
+        assert_eq!(all["alice"]["metas"][0]["device"], "default");
+        assert_eq!(
+            phx_presence_len(null(), &mut len),
+            phx_status_t::PHX_ERR_INVALID_ARGUMENT
+        );
+        phx_presence_free(p);
+        phx_presence_free(null_mut());
+        phx_channel_free(ch);
+        phx_socket_free(s);
+    }
+}

@@ -18,6 +18,7 @@
 
 use super::actor::{self, Ack, Command};
 use super::connection::{Connector, TcpConnector};
+use super::presence::PresenceList;
 use super::runtime;
 use super::types::*;
 use super::url::{endpoint, Endpoint};
@@ -73,6 +74,8 @@ pub(crate) struct ChannelShared {
     pending: AtomicU32,
     /// [`Channel`] handles alive; an unjoined instance without handles is released.
     handles: AtomicUsize,
+    /// The presence list as of the last presence frame folded (published by the task).
+    pub(crate) presence: Mutex<Arc<PresenceList>>,
 }
 
 impl SocketShared {
@@ -393,6 +396,7 @@ impl Socket {
                     retired: AtomicBool::new(false),
                     pending: AtomicU32::new(0),
                     handles: AtomicUsize::new(0),
+                    presence: Mutex::new(Arc::default()),
                 });
                 c.topics.insert(topic.into(), ch.clone());
                 c.live.insert(ch.id, ch.clone());
@@ -501,6 +505,15 @@ impl Channel {
     /// The channel's state.
     pub fn state(&self) -> ChannelState {
         ChannelState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// The channel's presence list: `presence_state` and `presence_diff` folded as
+    /// Phoenix.Presence sends them (phoenix.js's `Presence.list`). A snapshot: later frames
+    /// make new ones. Updated before the handler's `on_presence` and `on_presence_sync` calls
+    /// for the frame, so those see the list they report. Empty until the first
+    /// `presence_state`; kept as it was after the channel closes.
+    pub fn presence(&self) -> Arc<PresenceList> {
+        lock(&self.shared.presence).clone()
     }
 
     /// True if both handles are the same channel instance.

@@ -23,6 +23,7 @@ mod actor;
 mod config;
 mod connection;
 mod handle;
+mod presence;
 pub mod runtime;
 mod timers;
 #[cfg(feature = "tls")]
@@ -33,5 +34,6 @@ mod url;
 pub use config::{millis, Config};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
 pub use handle::{Channel, Socket, WaitError};
+pub use presence::{PresenceChange, PresenceList, PRESENCE_DIFF, PRESENCE_STATE};
 pub use types::*;
 pub use url::{endpoint, Endpoint};

@@ -167,6 +167,13 @@ pub trait ChannelHandler: Send + Sync {
     fn on_state(&self, _state: ChannelState) {}
     /// An automatic rejoin (after a reconnect, `phx_error` or a join timeout) completed.
     fn on_rejoin(&self, _status: Status, _reply: Option<ReplyRef<'_>>) {}
+    /// Metas joined or left a key of the channel's presence list (see
+    /// [`Channel::presence`](crate::engine::Channel::presence)), in the order phoenix.js's
+    /// `onJoin`/`onLeave` report them. Called after the list was updated for the whole frame.
+    fn on_presence(&self, _change: &crate::engine::PresenceChange) {}
+    /// A `presence_state` or `presence_diff` was folded into the presence list (after its
+    /// [`ChannelHandler::on_presence`] calls), as phoenix.js's `onSync`.
+    fn on_presence_sync(&self) {}
 }
 
 /// Counts of the engine's internal tables, for tests and diagnostics.
@@ -187,4 +194,6 @@ pub struct EngineStats {
     pub buffer_slots: usize,
     /// Channel instances the handles' cache still tracks (released instances are not).
     pub cached_channels: usize,
+    /// Presence diffs held back until the `presence_state` of their join cycle.
+    pub held_presence_diffs: usize,
 }

@@ -45,6 +45,7 @@ mod blocking;
 
 /// The owned event queue: entry points.
 mod events;
+mod presence;
 
 /// The handle types and what they share.
 mod handles;
@@ -69,6 +70,7 @@ pub use channel::*;
 pub use events::*;
 pub use handles::{phx_channel_t, phx_socket_t};
 pub use options::*;
+pub use presence::*;
 pub use queue::phx_event_t;
 pub use socket::*;
 pub use status::*;

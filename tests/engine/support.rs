@@ -86,6 +86,8 @@ pub enum Ev {
     },
     Rejoin(Status, Option<(String, Owned)>),
     Log(LogLevel, String),
+    Presence(PresenceChange),
+    PresenceSync,
 }
 
 /// Records events into a channel the test awaits.
@@ -133,6 +135,12 @@ impl ChannelHandler for Recorder {
     fn on_rejoin(&self, status: Status, reply: Option<ReplyRef<'_>>) {
         let reply = reply.map(|r| (r.status.to_owned(), Owned::of(r.response)));
         self.send(Ev::Rejoin(status, reply));
+    }
+    fn on_presence(&self, change: &PresenceChange) {
+        self.send(Ev::Presence(change.clone()));
+    }
+    fn on_presence_sync(&self) {
+        self.send(Ev::PresenceSync);
     }
 }
 

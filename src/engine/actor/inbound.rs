@@ -1,6 +1,7 @@
 //! Frames from the server: routing by topic and join_ref, stale filtering, replies, messages.
 
 use super::*;
+use crate::protocol::Payload;
 
 impl Actor {
     // ---- incoming frames --------------------------------------------------------------------
@@ -152,5 +153,35 @@ impl Actor {
             payload: frame.payload,
         };
         call_user(|| handler.on_message(&message));
+        if matches!(message.event, PRESENCE_STATE | PRESENCE_DIFF) {
+            if let Payload::Json(json) = frame.payload {
+                self.fold_presence(id, message.event == PRESENCE_STATE, json);
+            }
+        }
+    }
+
+    /// Folds a `presence_state` or `presence_diff` into the channel's list, publishes the
+    /// list, then reports the changes and the sync.
+    fn fold_presence(&mut self, id: u64, state: bool, json: &str) {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let cycle = ch.join_ref;
+        let changes = if state {
+            ch.presence.state(cycle, json)
+        } else {
+            ch.presence.diff(cycle, json)
+        };
+        let Some(changes) = changes else {
+            return;
+        };
+        *lock(&ch.shared.presence) = ch.presence.snapshot();
+        let Some(handler) = ch.handler.clone() else {
+            return;
+        };
+        for change in &changes {
+            call_user(|| handler.on_presence(change));
+        }
+        call_user(|| handler.on_presence_sync());
     }
 }

@@ -20,6 +20,7 @@ use outbound::{format_u64, send_binary, send_text};
 
 use super::connection::{self, Conn, Connector, Ws};
 use super::handle::{lock, ChannelShared, SocketShared};
+use super::presence::{PresenceTracker, PRESENCE_DIFF, PRESENCE_STATE};
 use super::runtime::{self, CallbackGuard};
 use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
@@ -124,6 +125,8 @@ struct Chan {
     rejoin_attempts: u32,
     rejoin_timer: Option<TimerKey>,
     leave: Option<(OnReply, TimerKey)>,
+    /// The presence list, folded from `presence_state` and `presence_diff`.
+    presence: PresenceTracker,
 }
 
 /// How an operation ended: the status and, when the server answered, its reply.
@@ -523,6 +526,7 @@ impl Actor {
                 rejoin_attempts: 0,
                 rejoin_timer: None,
                 leave: None,
+                presence: PresenceTracker::default(),
             },
         );
     }
@@ -597,6 +601,7 @@ impl Actor {
             operation_timers: self.timers.operation_timers(),
             outbox: self.conn.as_ref().map_or(0, Conn::queued),
             buffer_slots: self.channels.values().map(|c| c.buffer.len()).sum(),
+            held_presence_diffs: self.channels.values().map(|c| c.presence.held_back()).sum(),
             cached_channels: 0,
         }
     }
