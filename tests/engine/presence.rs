@@ -141,3 +141,27 @@ async fn a_rejoin_starts_over_from_its_presence_state() {
     assert_eq!(a_socket.stats().await.held_presence_diffs, 0);
     let _ = ae.drain();
 }
+
+/// The list is kept for a channel without a handler too (read through `Channel::presence`).
+#[tokio::test(start_paused = true)]
+async fn the_list_is_kept_without_a_handler() {
+    let w = World::new().await;
+    let (_socket, watched, mut events) = member(&w, "alice").await;
+    join_ok(&watched).await;
+    synced(&watched, &mut events).await;
+    drop(events);
+    let mut config = w.config();
+    config.params = vec![("token".into(), "bob".into())];
+    let (bob_socket, _bob_events) = w.connected_with(config).await;
+    let bare = bob_socket.channel("presence:room1");
+    join_ok(&bare).await;
+    // Polls the observable list (nothing else reports it without a handler).
+    for _ in 0..1000 {
+        if devices(&bare).len() == 2 {
+            break;
+        }
+        tokio::time::sleep(ms(1)).await;
+    }
+    let keys: Vec<String> = devices(&bare).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["alice", "bob"], "bob's list, kept with no handler");
+}

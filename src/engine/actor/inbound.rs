@@ -142,20 +142,21 @@ impl Actor {
         if !matches!(ch.state, ChannelState::Joined | ChannelState::Joining) {
             return;
         }
-        let Some(handler) = ch.handler.clone() else {
-            return;
-        };
-        let message = Message {
-            join_ref: frame.join_ref.as_deref(),
-            ref_: frame.ref_.as_deref(),
-            topic: frame.topic.as_ref(),
-            event: frame.event.as_ref(),
-            payload: frame.payload,
-        };
-        call_user(|| handler.on_message(&message));
-        if matches!(message.event, PRESENCE_STATE | PRESENCE_DIFF) {
+        if let Some(handler) = ch.handler.clone() {
+            let message = Message {
+                join_ref: frame.join_ref.as_deref(),
+                ref_: frame.ref_.as_deref(),
+                topic: frame.topic.as_ref(),
+                event: frame.event.as_ref(),
+                payload: frame.payload,
+            };
+            call_user(|| handler.on_message(&message));
+        }
+        // The list is kept whether or not a handler listens (`Channel::presence`).
+        let event = frame.event.as_ref();
+        if matches!(event, PRESENCE_STATE | PRESENCE_DIFF) {
             if let Payload::Json(json) = frame.payload {
-                self.fold_presence(id, message.event == PRESENCE_STATE, json);
+                self.fold_presence(id, event == PRESENCE_STATE, json);
             }
         }
     }
