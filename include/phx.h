@@ -326,6 +326,39 @@ typedef uint32_t phx_event_kind_t;
 #endif // __cplusplus
 
 /**
+ * Where the root certificates that `wss://` servers are checked against come from
+ * (`phx_options_set_tls_roots`).
+ */
+enum phx_tls_roots_t
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The operating system's trust store (the default): on Linux the distribution's CA
+     * bundle (`SSL_CERT_FILE` / `SSL_CERT_DIR` override where it is read from), the keychain on
+     * macOS, the system store on Windows.
+     */
+    PHX_TLS_ROOTS_SYSTEM = 0,
+    /**
+     * Mozilla's root list compiled into the library: for minimal containers without a CA
+     * bundle.
+     */
+    PHX_TLS_ROOTS_MOZILLA = 1,
+    /**
+     * Only the roots added by `phx_options_set_ca_pem` / `phx_options_set_ca_file`.
+     */
+    PHX_TLS_ROOTS_CONFIGURED_ONLY = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum phx_tls_roots_t phx_tls_roots_t;
+#else
+typedef uint32_t phx_tls_roots_t;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A channel of a socket (opaque, reference counted). Each `phx_socket_channel` returns a new
  * reference, each `phx_channel_free` releases one.
  */
@@ -677,13 +710,60 @@ phx_status_t phx_options_set_connect_timeout_ms(struct phx_options_t *o,
 
 /**
  * Adds trusted root certificates for `wss://` (a private CA or a self-signed server), on top
- * of the built-in Mozilla roots, replacing any set before. `pem` (NUL-terminated, borrowed for
+ * of the roots chosen by `phx_options_set_tls_roots` (default: the operating system's),
+ * replacing any set before. `pem` (NUL-terminated, borrowed for
  * the call, copied) holds one or more PEM `CERTIFICATE` blocks. Returns
  * `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8 or PEM without a usable certificate; the
  * options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread, one at a time per options object.
  */
 phx_status_t phx_options_set_ca_pem(struct phx_options_t *o,
                                     const char *pem);
+
+/**
+ * Chooses where the trusted roots for `wss://` come from: `roots` is a `phx_tls_roots_t`
+ * value (default `PHX_TLS_ROOTS_SYSTEM`, the operating system's store;
+ * `PHX_TLS_ROOTS_MOZILLA` for the list compiled in, for containers without a CA bundle;
+ * `PHX_TLS_ROOTS_CONFIGURED_ONLY` for only the roots added with `phx_options_set_ca_pem` /
+ * `phx_options_set_ca_file`). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or another value.
+ * A system store without any certificate fails each connection attempt with a reason saying
+ * so (reason `PHX_REASON_IO`). Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_tls_roots(struct phx_options_t *o,
+                                       uint32_t roots);
+
+/**
+ * Adds the trusted root certificates of a PEM file (a private CA), on top of the chosen
+ * roots and of `phx_options_set_ca_pem`'s, replacing any file set before. `path`
+ * (NUL-terminated, borrowed for the call, copied) is read by `phx_socket_new`, which fails
+ * with `PHX_ERR_INVALID_ARGUMENT` if it cannot be read or holds no certificate. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL, an empty path or invalid UTF-8. Any thread, one at a
+ * time per options object.
+ */
+phx_status_t phx_options_set_ca_file(struct phx_options_t *o,
+                                     const char *path);
+
+/**
+ * Sets the client certificate presented to servers that ask for one (mutual TLS), replacing
+ * any set before. `cert_pem` (NUL-terminated, borrowed for the call, copied) is the chain,
+ * leaf first, as PEM `CERTIFICATE` blocks; `key_pem` (likewise) its private key as PEM
+ * (PKCS#8, PKCS#1 or SEC1). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, no
+ * certificate, or a key that is not a usable private key; the options are unchanged then.
+ * A key that does not match the certificate makes `phx_socket_new` fail. In a build without
+ * TLS both are kept but unused. Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_client_cert_pem(struct phx_options_t *o,
+                                             const char *cert_pem,
+                                             const char *key_pem);
+
+/**
+ * Development only: `on` != 0 accepts any server certificate on `wss://` (the handshake's
+ * signatures are still checked, the server's identity is not), so a man in the middle can
+ * read and change everything. Every connection opened this way logs a `PHX_LOG_WARN` line
+ * through `on_log` saying verification is disabled. Default 0. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_tls_insecure_skip_verify(struct phx_options_t *o,
+                                                      int32_t on);
 
 /**
  * Creates a socket for `url` (`ws://` or `wss://`, e.g. `ws://host:4000/socket/websocket`;

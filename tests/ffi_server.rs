@@ -1128,3 +1128,79 @@ fn presence_snapshots_from_c() {
         phx_socket_free(s);
     }
 }
+
+/// The TLS options of the C surface: argument checks, a CA file, the root source, a client
+/// identity, and the development-only mode without verification (which reaches the engine: it
+/// connects to a server whose certificate nothing trusts).
+#[cfg(feature = "tls")]
+#[test]
+fn tls_options_reach_the_socket() {
+    let server = Server::start_tls();
+    let url = c(&server.url);
+    unsafe {
+        let opts = phx_options_new();
+        assert_eq!(phx_options_set_tls_roots(opts, 3), INVALID);
+        assert_eq!(phx_options_set_tls_roots(null_mut(), 0), INVALID);
+        assert_eq!(phx_options_set_ca_file(opts, null()), INVALID);
+        assert_eq!(phx_options_set_ca_file(opts, c("").as_ptr()), INVALID);
+        assert_eq!(
+            phx_options_set_tls_insecure_skip_verify(null_mut(), 1),
+            INVALID
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert, key) = (c(&cert.pem()), c(&key.serialize_pem()));
+        assert_eq!(
+            phx_options_set_client_cert_pem(opts, cert.as_ptr(), null()),
+            INVALID
+        );
+        assert_eq!(
+            phx_options_set_client_cert_pem(opts, cert.as_ptr(), c("not a key").as_ptr()),
+            INVALID
+        );
+        assert_eq!(
+            phx_options_set_client_cert_pem(opts, key.as_ptr(), key.as_ptr()),
+            INVALID
+        );
+        assert_eq!(
+            phx_options_set_client_cert_pem(opts, cert.as_ptr(), key.as_ptr()),
+            OK
+        );
+
+        // Only configured roots and none configured: refused at creation.
+        assert_eq!(phx_options_set_tls_roots(opts, 2), OK);
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), INVALID);
+        // A CA file that does not exist: refused at creation.
+        assert_eq!(
+            phx_options_set_ca_file(opts, c("/nonexistent/ca.pem").as_ptr()),
+            OK
+        );
+        assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), INVALID);
+        // The server's certificate in a file: connects.
+        let file = std::env::temp_dir().join(format!("phx-ffi-ca-{}.pem", std::process::id()));
+        std::fs::write(&file, server.cert_pem()).unwrap();
+        assert_eq!(
+            phx_options_set_ca_file(opts, c(file.to_str().unwrap()).as_ptr()),
+            OK
+        );
+        assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), OK);
+        phx_options_free(opts);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+        phx_socket_free(s);
+
+        // Nothing trusts the server's certificate, but verification is off: connects.
+        let opts = phx_options_new();
+        assert_eq!(phx_options_set_tls_roots(opts, 1), OK);
+        assert_eq!(phx_options_set_tls_insecure_skip_verify(opts, 1), OK);
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), OK);
+        phx_options_free(opts);
+        assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+        phx_socket_free(s);
+    }
+}

@@ -1,6 +1,23 @@
 //! Socket configuration: the seed's defaults, every one of them adjustable.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where the root certificates that `wss://` servers are checked against come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRoots {
+    /// The operating system's trust store (the default): on Linux the distribution's CA bundle
+    /// (`SSL_CERT_FILE` / `SSL_CERT_DIR` override where it is read from), the keychain on
+    /// macOS, the system store on Windows. Read once per process.
+    #[default]
+    System,
+    /// Mozilla's root list compiled into the library (`webpki-roots`): for minimal containers
+    /// without a CA bundle.
+    Mozilla,
+    /// Only the roots the configuration adds ([`Config::extra_root_certs_pem`],
+    /// [`Config::ca_file`]).
+    ConfiguredOnly,
+}
 
 /// Everything a socket can be configured with. `Config::new(url)` gives the defaults of the
 /// client contract.
@@ -28,10 +45,25 @@ pub struct Config {
     /// WebSocket read buffer per connection (8 KiB; tungstenite's default is 128 KiB).
     pub read_buffer_size: usize,
     /// Extra trusted root certificates for `wss://`, as a PEM bundle (`-----BEGIN
-    /// CERTIFICATE-----` sections), added to Mozilla's roots: for servers with a private CA or
-    /// a self-signed certificate. Empty (the default): Mozilla's roots only. Invalid PEM makes
-    /// socket creation fail. Not examined in a build without the `tls` feature.
+    /// CERTIFICATE-----` sections), added to the roots of [`Config::tls_roots`]: for servers
+    /// with a private CA or a self-signed certificate. Empty (the default): none. Invalid PEM
+    /// makes socket creation fail. The TLS settings below are likewise checked when the socket
+    /// is created, and none is examined in a build without the `tls` feature.
     pub extra_root_certs_pem: Vec<u8>,
+    /// Where the trusted roots come from (default: the operating system's store).
+    pub tls_roots: TlsRoots,
+    /// A PEM file of extra trusted roots, read when the socket is created (added like
+    /// [`Config::extra_root_certs_pem`]). A file that cannot be read or holds no certificate
+    /// makes socket creation fail.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS: the chain, leaf first, as PEM. Needs
+    /// [`Config::client_key_pem`]. Empty (the default): no client certificate.
+    pub client_cert_pem: Vec<u8>,
+    /// The client certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_pem: Vec<u8>,
+    /// Development only: accept any server certificate (the handshake's signatures are still
+    /// checked, the server's identity is not). Every connection opened this way logs a warning.
+    pub tls_insecure_skip_verify: bool,
 }
 
 /// Parses one schedule entry list; shared by the FFI and tests.
@@ -53,6 +85,11 @@ impl Config {
             max_frame_size: 16 << 20,
             read_buffer_size: 8 << 10,
             extra_root_certs_pem: Vec::new(),
+            tls_roots: TlsRoots::System,
+            ca_file: None,
+            client_cert_pem: Vec::new(),
+            client_key_pem: Vec::new(),
+            tls_insecure_skip_verify: false,
         }
     }
 

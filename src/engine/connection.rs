@@ -33,35 +33,44 @@ pub trait Connector: Send + Sync {
 /// TCP for `ws://`; TCP then TLS for `wss://` (feature `tls`, on by default), with the URL's
 /// host as the server name. Without the feature, `wss://` fails with an explanatory I/O error.
 ///
-/// [`TcpConnector::new`] trusts Mozilla's root certificates (`webpki-roots`) through one client
-/// configuration shared by the whole process; [`TcpConnector::with_extra_roots`] adds private
-/// roots for one socket.
+/// [`TcpConnector::new`] trusts the operating system's root certificates through one client
+/// configuration shared by the whole process; [`TcpConnector::from_config`] applies a socket's
+/// TLS settings ([`Config::tls_roots`] and the fields after it).
 #[derive(Clone, Default)]
 pub struct TcpConnector {
-    /// `None`: the process-wide configuration.
     #[cfg(feature = "tls")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls: super::tls::Tls,
 }
 
 impl TcpConnector {
-    /// The default connector: TCP, and TLS with Mozilla's roots.
+    /// The default connector: TCP, and TLS with the operating system's roots.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A connector whose TLS also trusts the certificates of `pem` (a PEM bundle, CERTIFICATE
-    /// sections). Empty `pem`: the same as [`TcpConnector::new`]. Invalid PEM, a bundle with
-    /// no certificate, or a certificate that is not a usable trust anchor is an error. In a
-    /// build without the `tls` feature `pem` is not examined.
-    pub fn with_extra_roots(pem: &[u8]) -> Result<Self, &'static str> {
+    /// A connector with the TLS settings of `config`: root source, extra roots (bytes and
+    /// file), client certificate, verification skipped. Invalid PEM, an unreadable CA file,
+    /// a certificate that is not a usable trust anchor, or half a client identity is an error.
+    /// In a build without the `tls` feature nothing is examined.
+    pub fn from_config(config: &Config) -> Result<Self, &'static str> {
         #[cfg(feature = "tls")]
-        if !pem.is_empty() {
-            return Ok(TcpConnector {
-                tls: Some(super::tls::with_extra_roots(pem)?),
-            });
+        return Ok(TcpConnector {
+            tls: super::tls::Tls::of(config)?,
+        });
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = config;
+            Ok(Self::new())
         }
-        let _ = pem;
-        Ok(Self::new())
+    }
+
+    /// A connector whose TLS also trusts the certificates of `pem` (a PEM bundle, CERTIFICATE
+    /// sections) on top of the operating system's roots: [`TcpConnector::from_config`] with
+    /// only [`Config::extra_root_certs_pem`] set.
+    pub fn with_extra_roots(pem: &[u8]) -> Result<Self, &'static str> {
+        let mut config = Config::new(String::new());
+        config.extra_root_certs_pem = pem.to_vec();
+        Self::from_config(&config)
     }
 
     /// Whether this build can open `wss://` connections.
@@ -88,10 +97,7 @@ impl Connector for TcpConnector {
             stream.set_nodelay(true)?;
             #[cfg(feature = "tls")]
             if tls {
-                let config = match tls_config {
-                    Some(c) => c,
-                    None => super::tls::shared()?,
-                };
+                let config = tls_config.client_config()?;
                 let stream = super::tls::handshake(config, &host, stream).await?;
                 return Ok(Box::new(stream) as BoxIo);
             }

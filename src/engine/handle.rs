@@ -232,11 +232,11 @@ pub enum WaitError {
 
 impl Socket {
     /// Creates a socket whose task runs on `runtime`, connecting with [`TcpConnector`] (TCP, and
-    /// TLS for `wss://`). The URL must be `ws://` or `wss://`, and
-    /// [`Config::extra_root_certs_pem`] empty or valid PEM; nothing connects until
+    /// TLS for `wss://`). The URL must be `ws://` or `wss://`, and the TLS settings valid
+    /// (see [`TcpConnector::from_config`]); nothing connects until
     /// [`Socket::connect`].
     pub fn new(config: Config, runtime: &tokio::runtime::Handle) -> Result<Socket, &'static str> {
-        let connector = TcpConnector::with_extra_roots(&config.extra_root_certs_pem)?;
+        let connector = TcpConnector::from_config(&config)?;
         Self::create(config, Arc::new(connector), runtime)
     }
 
@@ -247,14 +247,13 @@ impl Socket {
 
     /// Creates a socket that opens its byte streams through `connector` (tests use in-memory
     /// streams to run client and server on one paused clock). The configuration is checked as
-    /// by [`Socket::new`], extra root certificates included, though only a [`TcpConnector`]
-    /// uses them.
+    /// by [`Socket::new`], TLS settings included, though only a [`TcpConnector`] uses them.
     pub fn with_connector(
         config: Config,
         connector: Arc<dyn Connector>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Socket, &'static str> {
-        TcpConnector::with_extra_roots(&config.extra_root_certs_pem)?;
+        TcpConnector::from_config(&config)?;
         Self::create(config, connector, runtime)
     }
 

@@ -31,7 +31,7 @@ mod tls;
 mod types;
 mod url;
 
-pub use config::{millis, Config};
+pub use config::{millis, Config, TlsRoots};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
 pub use handle::{Channel, Socket, WaitError};
 pub use presence::{PresenceChange, PresenceList, PRESENCE_DIFF, PRESENCE_STATE};

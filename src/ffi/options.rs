@@ -2,8 +2,9 @@
 
 use super::status::phx_status_t;
 use super::util::{box_from_raw, box_into_raw, c_slice, c_str, guard, guard_or, millis, FfiResult};
-use crate::engine::Config;
+use crate::engine::{Config, TlsRoots};
 use std::ffi::c_char;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Socket options (opaque). Created by `phx_options_new`, freed by `phx_options_free`;
@@ -18,6 +19,10 @@ pub struct phx_options_t {
     leave_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     ca_pem: Option<Vec<u8>>,
+    tls_roots: Option<TlsRoots>,
+    ca_file: Option<PathBuf>,
+    client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    tls_insecure: Option<bool>,
 }
 
 impl phx_options_t {
@@ -46,6 +51,19 @@ impl phx_options_t {
         }
         if let Some(pem) = &self.ca_pem {
             config.extra_root_certs_pem = pem.clone();
+        }
+        if let Some(roots) = self.tls_roots {
+            config.tls_roots = roots;
+        }
+        if let Some(path) = &self.ca_file {
+            config.ca_file = Some(path.clone());
+        }
+        if let Some((cert, key)) = &self.client_identity {
+            config.client_cert_pem = cert.clone();
+            config.client_key_pem = key.clone();
+        }
+        if let Some(on) = self.tls_insecure {
+            config.tls_insecure_skip_verify = on;
         }
     }
 }
@@ -220,7 +238,8 @@ pub unsafe extern "C" fn phx_options_set_connect_timeout_ms(
 }
 
 /// Adds trusted root certificates for `wss://` (a private CA or a self-signed server), on top
-/// of the built-in Mozilla roots, replacing any set before. `pem` (NUL-terminated, borrowed for
+/// of the roots chosen by `phx_options_set_tls_roots` (default: the operating system's),
+/// replacing any set before. `pem` (NUL-terminated, borrowed for
 /// the call, copied) holds one or more PEM `CERTIFICATE` blocks. Returns
 /// `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8 or PEM without a usable certificate; the
 /// options are unchanged then. In a build without TLS the PEM is kept but unused. Any thread, one at a time per options object.
@@ -235,6 +254,96 @@ pub unsafe extern "C" fn phx_options_set_ca_pem(
             return Err(INVALID);
         }
         o.ca_pem = Some(pem.to_vec());
+        Ok(())
+    })
+}
+
+/// Chooses where the trusted roots for `wss://` come from: `roots` is a `phx_tls_roots_t`
+/// value (default `PHX_TLS_ROOTS_SYSTEM`, the operating system's store;
+/// `PHX_TLS_ROOTS_MOZILLA` for the list compiled in, for containers without a CA bundle;
+/// `PHX_TLS_ROOTS_CONFIGURED_ONLY` for only the roots added with `phx_options_set_ca_pem` /
+/// `phx_options_set_ca_file`). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or another value.
+/// A system store without any certificate fails each connection attempt with a reason saying
+/// so (reason `PHX_REASON_IO`). Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_tls_roots(
+    o: *mut phx_options_t,
+    roots: u32,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.tls_roots = Some(match roots {
+            0 => TlsRoots::System,
+            1 => TlsRoots::Mozilla,
+            2 => TlsRoots::ConfiguredOnly,
+            _ => return Err(INVALID),
+        });
+        Ok(())
+    })
+}
+
+/// Adds the trusted root certificates of a PEM file (a private CA), on top of the chosen
+/// roots and of `phx_options_set_ca_pem`'s, replacing any file set before. `path`
+/// (NUL-terminated, borrowed for the call, copied) is read by `phx_socket_new`, which fails
+/// with `PHX_ERR_INVALID_ARGUMENT` if it cannot be read or holds no certificate. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL, an empty path or invalid UTF-8. Any thread, one at a
+/// time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_ca_file(
+    o: *mut phx_options_t,
+    path: *const c_char,
+) -> phx_status_t {
+    with_options(o, |o| {
+        let path = c_str(path)?;
+        if path.is_empty() {
+            return Err(INVALID);
+        }
+        o.ca_file = Some(PathBuf::from(path));
+        Ok(())
+    })
+}
+
+/// Sets the client certificate presented to servers that ask for one (mutual TLS), replacing
+/// any set before. `cert_pem` (NUL-terminated, borrowed for the call, copied) is the chain,
+/// leaf first, as PEM `CERTIFICATE` blocks; `key_pem` (likewise) its private key as PEM
+/// (PKCS#8, PKCS#1 or SEC1). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, no
+/// certificate, or a key that is not a usable private key; the options are unchanged then.
+/// A key that does not match the certificate makes `phx_socket_new` fail. In a build without
+/// TLS both are kept but unused. Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_client_cert_pem(
+    o: *mut phx_options_t,
+    cert_pem: *const c_char,
+    key_pem: *const c_char,
+) -> phx_status_t {
+    with_options(o, |o| {
+        let (cert, key) = (c_str(cert_pem)?.as_bytes(), c_str(key_pem)?.as_bytes());
+        let mut probe = Config::new(String::new());
+        probe.client_cert_pem = cert.to_vec();
+        probe.client_key_pem = key.to_vec();
+        probe.tls_roots = TlsRoots::Mozilla;
+        if cert.is_empty()
+            || key.is_empty()
+            || crate::engine::TcpConnector::from_config(&probe).is_err()
+        {
+            return Err(INVALID);
+        }
+        o.client_identity = Some((cert.to_vec(), key.to_vec()));
+        Ok(())
+    })
+}
+
+/// Development only: `on` != 0 accepts any server certificate on `wss://` (the handshake's
+/// signatures are still checked, the server's identity is not), so a man in the middle can
+/// read and change everything. Every connection opened this way logs a `PHX_LOG_WARN` line
+/// through `on_log` saying verification is disabled. Default 0. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_tls_insecure_skip_verify(
+    o: *mut phx_options_t,
+    on: i32,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.tls_insecure = Some(on != 0);
         Ok(())
     })
 }

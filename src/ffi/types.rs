@@ -76,6 +76,22 @@ pub enum phx_log_level_t {
     PHX_LOG_DEBUG = 4,
 }
 
+/// Where the root certificates that `wss://` servers are checked against come from
+/// (`phx_options_set_tls_roots`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_tls_roots_t {
+    /// The operating system's trust store (the default): on Linux the distribution's CA
+    /// bundle (`SSL_CERT_FILE` / `SSL_CERT_DIR` override where it is read from), the keychain on
+    /// macOS, the system store on Windows.
+    PHX_TLS_ROOTS_SYSTEM = 0,
+    /// Mozilla's root list compiled into the library: for minimal containers without a CA
+    /// bundle.
+    PHX_TLS_ROOTS_MOZILLA = 1,
+    /// Only the roots added by `phx_options_set_ca_pem` / `phx_options_set_ca_file`.
+    PHX_TLS_ROOTS_CONFIGURED_ONLY = 2,
+}
+
 /// What a `phx_event_t` reports (`phx_event_t.kind`).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,3 +11,5 @@ mod socket;
 mod support;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_trust;

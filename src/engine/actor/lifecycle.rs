@@ -26,6 +26,10 @@ impl Actor {
         self.heard_since_heartbeat = false;
         let at = Instant::now() + self.config().heartbeat_interval;
         self.heartbeat_timer = Some(self.timers.arm(at, Timer::Heartbeat));
+        #[cfg(feature = "tls")]
+        if self.shared.endpoint.tls && self.config().tls_insecure_skip_verify {
+            self.log(LogLevel::Warn, super::super::tls::INSECURE_WARNING);
+        }
         self.set_state(SocketState::Connected, None);
         // Joins waiting for the connection go out now; errored channels rejoin at once.
         let ids: Vec<u64> = self.channels.keys().copied().collect();
