@@ -141,6 +141,11 @@ impl Tls {
             && !insecure
             && config.tls_roots != TlsRoots::ConfiguredOnly
         {
+            // Read the system's store on the creating thread rather than on a runtime
+            // worker at the first connection (about 0.1 s, once per process).
+            if config.tls_roots == TlsRoots::System && is_wss(&config.url) {
+                LazyLock::force(&SYSTEM);
+            }
             return Ok(Tls::Shared(config.tls_roots));
         }
         let mut store = match roots(config.tls_roots) {
@@ -175,6 +180,11 @@ impl Tls {
             .map(Arc::clone)
             .map_err(|e| io::Error::other(e.clone()))
     }
+}
+
+fn is_wss(url: &str) -> bool {
+    url.get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss://"))
 }
 
 /// The certificates of a PEM bundle (other sections are skipped); at least one is required.
@@ -349,6 +359,21 @@ mod tests {
         let mut c = mozilla();
         c.ca_file = Some("/nonexistent/ca.pem".into());
         assert_eq!(Tls::of(&c).err(), Some("CA file: cannot be read"));
+    }
+
+    /// A measurement, not a check: how long reading the system's store takes.
+    #[test]
+    #[ignore]
+    fn system_store_load_time() {
+        let start = std::time::Instant::now();
+        let found = rustls_native_certs::load_native_certs();
+        let read = start.elapsed();
+        let usable = roots(TlsRoots::System).map_or(0, |r| r.len());
+        println!(
+            "system store: {} certificates, {usable} usable roots, read in {read:?}; errors: {:?}",
+            found.certs.len(),
+            found.errors
+        );
     }
 
     #[test]
