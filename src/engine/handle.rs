@@ -264,6 +264,7 @@ impl Socket {
         runtime: &tokio::runtime::Handle,
     ) -> Result<Socket, &'static str> {
         let endpoint = endpoint(&config.url, &config.params)?;
+        super::auth::check_headers(&config.headers)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(SocketShared {
             cmd: tx,
