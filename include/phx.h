@@ -766,8 +766,9 @@ phx_status_t phx_options_set_max_refusals(struct phx_options_t *o,
  * - `timeout_ms`: how long an attempt waits for the answer (> 0); past it the attempt fails
  *   with `PHX_REASON_PROVIDER` and the reconnect schedule goes on (a late answer is then
  *   accepted and ignored).
- * - `free_user_data` (nullable): called exactly once with `user_data`, when the options and
- *   every socket created from them have been freed and no `provide` call is under way.
+ * - `free_user_data` (nullable): called exactly once with `user_data`, by whichever of
+ *   `phx_options_free` and the `phx_socket_free` of the sockets created from these options
+ *   comes last (or when the provider is replaced on options no socket was created from).
  *
  * What the provider answers replaces the params (`phx_options_set_params_json`) and the auth
  * token (`phx_options_set_auth_token`) for that attempt. Ownership: on `PHX_OK` the options

@@ -21,7 +21,7 @@ pub struct phx_options_t {
     auth_token: Option<String>,
     headers: Vec<(String, String)>,
     max_refusals: Option<u32>,
-    provider: Option<crate::engine::Provider>,
+    provider: Option<(crate::engine::Provider, super::provide::ProviderKeep)>,
     provider_timeout: Option<Duration>,
 }
 
@@ -59,12 +59,17 @@ impl phx_options_t {
         if let Some(n) = self.max_refusals {
             config.max_refusals = n;
         }
-        if let Some(p) = &self.provider {
+        if let Some((p, _)) = &self.provider {
             config.connect_provider = Some(p.clone());
         }
         if let Some(d) = self.provider_timeout {
             config.provider_timeout = d;
         }
+    }
+
+    /// What a socket made from these options keeps alive (the C provider's registration).
+    pub(crate) fn provider_keep(&self) -> Option<super::provide::ProviderKeep> {
+        self.provider.as_ref().map(|(_, keep)| keep.clone())
     }
 }
 
@@ -324,8 +329,9 @@ pub unsafe extern "C" fn phx_options_set_max_refusals(
 /// - `timeout_ms`: how long an attempt waits for the answer (> 0); past it the attempt fails
 ///   with `PHX_REASON_PROVIDER` and the reconnect schedule goes on (a late answer is then
 ///   accepted and ignored).
-/// - `free_user_data` (nullable): called exactly once with `user_data`, when the options and
-///   every socket created from them have been freed and no `provide` call is under way.
+/// - `free_user_data` (nullable): called exactly once with `user_data`, by whichever of
+///   `phx_options_free` and the `phx_socket_free` of the sockets created from these options
+///   comes last (or when the provider is replaced on options no socket was created from).
 ///
 /// What the provider answers replaces the params (`phx_options_set_params_json`) and the auth
 /// token (`phx_options_set_auth_token`) for that attempt. Ownership: on `PHX_OK` the options

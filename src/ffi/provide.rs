@@ -7,7 +7,7 @@ use super::status::phx_status_t;
 use super::util::{box_from_raw, box_into_raw, c_str, contain, guard, guard_or, opt_c_str};
 use crate::engine::{ConnectProvider, Credentials, ProvideReply, Provider};
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// One connection attempt's request for credentials (opaque). Answered exactly once with
 /// `phx_provide_complete` or `phx_provide_fail`, which free it.
@@ -22,14 +22,25 @@ pub struct phx_provide_t {
 pub type phx_provide_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut phx_provide_t)>;
 
-/// The C provider: its callback and `user_data`, released when the last socket drops it.
-struct CProvider(Registration<unsafe extern "C" fn(*mut c_void, *mut phx_provide_t)>);
+type ProviderRegistration = Registration<unsafe extern "C" fn(*mut c_void, *mut phx_provide_t)>;
+
+/// The C provider as the engine holds it: weakly, so that `free_user_data` runs when the
+/// options and the sockets made from them are freed (they hold [`ProviderKeep`]), not when the
+/// engine's last copy of the configuration happens to go.
+struct CProvider(Weak<ProviderRegistration>);
+
+/// A strong reference to a C provider's registration, held by options and sockets.
+#[derive(Clone)]
+pub(crate) struct ProviderKeep(#[allow(dead_code)] Arc<ProviderRegistration>);
 
 impl ConnectProvider for CProvider {
     fn provide(&self, reply: ProvideReply) {
+        let Some(registration) = self.0.upgrade() else {
+            return reply.fail("the connect provider was released");
+        };
         let request = box_into_raw(phx_provide_t { reply });
         // SAFETY: the caller's callback; it owns `request` from here on.
-        contain(|| unsafe { (self.0.callbacks)(self.0.user_data.0, request) });
+        contain(|| unsafe { (registration.callbacks)(registration.user_data.0, request) });
     }
 }
 
@@ -37,10 +48,11 @@ pub(crate) fn provider(
     provide: phx_provide_fn,
     user_data: *mut c_void,
     free: phx_free_fn,
-) -> Result<Provider, phx_status_t> {
+) -> Result<(Provider, ProviderKeep), phx_status_t> {
     let provide = provide.ok_or(phx_status_t::PHX_ERR_INVALID_ARGUMENT)?;
-    let registration = Registration::new(provide, user_data, free);
-    Ok(Provider(Arc::new(CProvider(registration))))
+    let registration = Arc::new(Registration::new(provide, user_data, free));
+    let engine = Provider(Arc::new(CProvider(Arc::downgrade(&registration))));
+    Ok((engine, ProviderKeep(registration)))
 }
 
 /// Answers `request` with the attempt's params and token, and frees it.

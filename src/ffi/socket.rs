@@ -42,7 +42,13 @@ pub unsafe extern "C" fn phx_socket_new(
             Socket::new_shared(config).map_err(|_| phx_status_t::PHX_ERR_INVALID_ARGUMENT)?;
         let core = SocketCore::new();
         socket.set_handler(Some(Arc::new(SocketHub(core.clone()))));
-        write_out(out, arc_into_raw(Arc::new(phx_socket_t { socket, core })));
+        let provider = std::sync::Mutex::new(opts.as_ref().and_then(|o| o.provider_keep()));
+        let handle = phx_socket_t {
+            socket,
+            core,
+            provider,
+        };
+        write_out(out, arc_into_raw(Arc::new(handle)));
         Ok(())
     })
 }
@@ -209,6 +215,8 @@ pub unsafe extern "C" fn phx_socket_free(s: *mut phx_socket_t) {
         s.core.close();
         s.socket.shutdown();
         s.core.release();
+        // The task has stopped: no provider call is under way or to come.
+        drop(lock(&s.provider).take());
         drop(s);
     })
 }
