@@ -226,7 +226,8 @@ impl Drop for Channel {
 pub enum WaitError {
     /// Not connected in time; the socket keeps trying.
     Timeout,
-    /// `disconnect()` was called, or the socket shut down, while waiting.
+    /// `disconnect()` was called, the socket gave up reconnecting
+    /// ([`Config::max_refusals`]), or it shut down, while waiting.
     Closed,
 }
 

@@ -75,12 +75,14 @@ pub(crate) struct Hub {
     next_presence: u64,
 }
 
+/// HTTP status, deadline (`None`: until reset) and `Retry-After` seconds to send.
+pub(crate) type Refusal = (u16, Option<Instant>, Option<u64>);
+
 pub(crate) struct Faults {
     pub blackhole: AtomicBool,
     pub silence: AtomicBool,
     pub delay_us: AtomicU64,
-    /// HTTP status, deadline (`None`: until reset) and `Retry-After` seconds to send.
-    pub refuse: Mutex<Option<(u16, Option<Instant>, Option<u64>)>>,
+    pub refuse: Mutex<Option<Refusal>>,
     /// Whose frames are left unread; connections watch it to resume reading when it changes.
     pub stop_reading: watch::Sender<ReadStops>,
 }
