@@ -5,7 +5,6 @@ giving up)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from conftest import FAST, Server, wait_state
@@ -88,7 +87,7 @@ async def test_a_failing_provider_is_a_reason(server: Server) -> None:
         socket.close()
 
 
-async def test_refusals_report_retry_after_and_give_up(server: Server, caplog: Any) -> None:
+async def test_refusals_report_retry_after_and_give_up(server: Server) -> None:
     await server.control("refuse?status=429&retry_after=1")
     socket = PhoenixSocket(server.url, max_refusals=2, **FAST)
     try:
@@ -107,4 +106,3 @@ async def test_refusals_report_retry_after_and_give_up(server: Server, caplog: A
         assert socket.state is PhoenixSocketState.disconnected
     finally:
         socket.close()
-    logging.getLogger().debug("done")
