@@ -842,7 +842,8 @@ phx_status_t phx_socket_connect(struct phx_socket_t *s);
  * (`phx_options_set_connect_timeout_ms`, 10 s by default). Returns `PHX_OK` once connected
  * (at once if it already is), `PHX_ERR_TIMEOUT` if it is not connected in time (the socket
  * keeps trying in the background), `PHX_ERR_CLOSED` if `phx_socket_disconnect` is called (on
- * another thread) after this call began, or if the socket is freed meanwhile (the call keeps
+ * another thread) after this call began, if the socket stops reconnecting meanwhile
+ * (`phx_options_set_max_refusals`), or if the socket is freed meanwhile (the call keeps
  * what it uses alive; see `phx_socket_free`), `PHX_ERR_WRONG_THREAD` on a library thread
  * (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but library threads,
  * concurrently.
