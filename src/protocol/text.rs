@@ -1,5 +1,6 @@
 //! V2 JSON text frames.
 
+use super::scan::{is_json, scan_reply, scan_text, Decoded};
 use super::{DecodeError, Frame, Payload, Reply};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -9,6 +10,25 @@ use std::fmt;
 /// Decodes a text frame `[join_ref, ref, topic, event, payload, ...]`. Extra elements after the
 /// payload are ignored, as Phoenix does. The payload is borrowed as raw JSON text.
 pub fn decode_text(text: &str) -> Result<Frame<'_>, DecodeError> {
+    decode_text_once(text).map(|d| d.frame)
+}
+
+/// [`decode_text`] and, for a `phx_reply`, its status and response, in one pass over the text.
+pub fn decode_text_once(text: &str) -> Result<Decoded<'_>, DecodeError> {
+    match scan_text(text) {
+        Some(decoded) => Ok(decoded),
+        // Rejected: the reference decoder says why (and would be right if the two disagreed).
+        None => decode_text_reference(text).map(|frame| {
+            let reply = frame.reply().map(Result::ok);
+            Decoded { frame, reply }
+        }),
+    }
+}
+
+/// The serde_json-based decoder [`decode_text`] must agree with: it explains rejections, and
+/// tests and the fuzz target hold the scanner to its accept/reject.
+#[doc(hidden)]
+pub fn decode_text_reference(text: &str) -> Result<Frame<'_>, DecodeError> {
     if !text.trim_start().starts_with('[') {
         // Still report "not JSON" for garbage, so the caller can tell the two apart.
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
@@ -34,6 +54,12 @@ pub fn decode_text(text: &str) -> Result<Frame<'_>, DecodeError> {
 
 /// Decodes a reply payload `{"response": <any>, "status": "<status>"}` (keys in any order).
 pub fn decode_reply(json: &str) -> Result<Reply<'_>, DecodeError> {
+    scan_reply(json).ok_or(DecodeError::BadReply)
+}
+
+/// The serde_json-based reply decoder [`decode_reply`] must agree with.
+#[doc(hidden)]
+pub fn decode_reply_reference(json: &str) -> Result<Reply<'_>, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let parsed = de
         .deserialize_map(ReplyVisitor)
@@ -83,6 +109,12 @@ pub fn encode_text(
 
 /// True when `text` is exactly one JSON value (surrounding whitespace allowed).
 pub fn is_valid_json(text: &str) -> bool {
+    is_json(text)
+}
+
+/// The serde_json judgement [`is_valid_json`] must agree with.
+#[doc(hidden)]
+pub fn is_valid_json_reference(text: &str) -> bool {
     serde_json::from_str::<IgnoredAny>(text).is_ok()
 }
 
