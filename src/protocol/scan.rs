@@ -93,6 +93,22 @@ pub fn scan_reply(json: &str) -> Option<Reply<'_>> {
     reply.finish(json)?
 }
 
+/// True when `s` holds a byte JSON must escape (a quote, a backslash, a control byte).
+#[inline]
+pub(crate) fn needs_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        if stops(u64::from_le_bytes(c.try_into().expect("8 bytes"))) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| c == b'"' || c == b'\\' || c < 0x20)
+}
+
 /// True when `text` is exactly one JSON value (surrounding whitespace allowed), as serde_json
 /// judges it.
 pub fn is_json(text: &str) -> bool {

@@ -1,6 +1,6 @@
 //! V2 JSON text frames.
 
-use super::scan::{is_json, scan_reply, scan_text, Decoded};
+use super::scan::{is_json, needs_escape, scan_reply, scan_text, Decoded};
 use super::{DecodeError, Frame, Payload, Reply};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -127,6 +127,9 @@ fn write_opt_string(out: &mut String, s: Option<&str>) {
 
 /// The length of `s` as written by [`write_json_string`].
 fn json_string_len(s: &str) -> usize {
+    if !needs_escape(s) {
+        return s.len() + 2;
+    }
     2 + s
         .bytes()
         .map(|b| match b {
@@ -139,6 +142,12 @@ fn json_string_len(s: &str) -> usize {
 
 /// Appends `s` as a JSON string literal, escaping as JSON.stringify and serde_json do.
 pub fn write_json_string(out: &mut String, s: &str) {
+    if !needs_escape(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     out.push('"');
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
