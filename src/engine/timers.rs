@@ -1,9 +1,9 @@
 //! All of a socket's timers, served by a single `Sleep`: the task never holds more than one
 //! Tokio timer.
 //!
-//! Two stores, one order (deadline, then arming order). Timers armed with a deadline no earlier
-//! than the latest one in the *lane* (the common case: pushes with the same timeout, armed one
-//! after another) are appended to a queue, and cancelled in place (found by binary search,
+//! Two stores, one order (deadline, then arming order). Push timeouts armed with a deadline no
+//! earlier than the latest one in the *lane* (the common case: pushes with the same timeout,
+//! armed one after another) are appended to a queue, and cancelled in place (found by binary search,
 //! removed from the front at once, tombstoned elsewhere); the rest go to an ordered map. So a
 //! push's timeout costs no tree insert or remove and no node allocation.
 
@@ -44,7 +44,10 @@ impl Timers {
     pub(crate) fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
         let key = TimerKey(at, self.seq);
-        if self.lane.back().is_none_or(|(last, _)| last.0 <= at) {
+        // Only push timeouts: they come in bulk and in order; a long-lived timer (heartbeat,
+        // join) at the lane's front would make every cancel behind it a search.
+        let in_order = self.lane.back().is_none_or(|(last, _)| last.0 <= at);
+        if in_order && matches!(timer, Timer::PushTimeout(_)) {
             self.lane.push_back((key, Some(timer)));
         } else {
             self.map.insert(key, timer);
@@ -152,25 +155,27 @@ mod tests {
         let mut t = Timers::default();
         t.arm(ms(base, 10), Timer::PushTimeout(1)); // lane
         t.arm(ms(base, 30), Timer::PushTimeout(2)); // lane
-        t.arm(ms(base, 20), Timer::Heartbeat); // map: earlier than the lane's last
+        t.arm(ms(base, 20), Timer::PushTimeout(4)); // map: earlier than the lane's last
+        t.arm(ms(base, 40), Timer::Heartbeat); // map: not a push
         t.arm(ms(base, 30), Timer::PushTimeout(3)); // lane, same deadline as 2
         t.arm(ms(base, 5), Timer::Reconnect); // map
         t.arm(ms(base, 20), Timer::Rejoin(7)); // map, after the heartbeat
         assert_eq!(t.next_deadline(), Some(ms(base, 5)));
-        assert_eq!(t.operation_timers(), 4);
+        assert_eq!(t.operation_timers(), 5);
         assert_eq!(due(&mut t, ms(base, 4)), vec![]);
         assert_eq!(
             due(&mut t, ms(base, 30)),
             vec![
                 Timer::Reconnect,
                 Timer::PushTimeout(1),
-                Timer::Heartbeat,
+                Timer::PushTimeout(4),
                 Timer::Rejoin(7),
                 Timer::PushTimeout(2),
                 Timer::PushTimeout(3),
             ]
         );
-        assert_eq!(t.next_deadline(), None);
+        assert_eq!(t.next_deadline(), Some(ms(base, 40)));
+        assert!(t.lane.is_empty());
     }
 
     #[test]
@@ -180,7 +185,7 @@ mod tests {
         let keys: Vec<TimerKey> = (0..10)
             .map(|i| t.arm(ms(base, 10 * i), Timer::PushTimeout(i)))
             .collect();
-        let early = t.arm(ms(base, 1), Timer::LeaveTimeout(1));
+        let early = t.arm(ms(base, 1), Timer::PushTimeout(99)); // earlier: the map
         t.cancel(Some(keys[0])); // the front
         t.cancel(Some(keys[5])); // the middle
         t.cancel(Some(keys[5])); // twice
@@ -201,13 +206,13 @@ mod tests {
     fn tombstones_behind_a_long_timer_are_compacted() {
         let base = Instant::now();
         let mut t = Timers::default();
-        t.arm(ms(base, 1), Timer::JoinTimeout(0)); // never cancelled, at the front
+        t.arm(ms(base, 1), Timer::PushTimeout(u64::MAX)); // never cancelled, at the front
         for i in 0..10_000 {
             let k = t.arm(ms(base, 2), Timer::PushTimeout(i));
             t.cancel(Some(k));
         }
         assert!(t.lane.len() <= 200, "lane kept {} entries", t.lane.len());
         assert_eq!(t.operation_timers(), 1);
-        assert_eq!(due(&mut t, ms(base, 5)), vec![Timer::JoinTimeout(0)]);
+        assert_eq!(due(&mut t, ms(base, 5)), vec![Timer::PushTimeout(u64::MAX)]);
     }
 }

@@ -107,6 +107,41 @@ pub fn encode_text(
     out.push(']');
 }
 
+/// [`encode_text`] for the push path: `join_ref` and `ref_` are decimal numbers (nothing to
+/// escape) and `topic_json` is the topic as [`write_json_string`] wrote it, once per channel.
+/// Writes the same bytes as [`encode_text`], into exactly the frame's length.
+pub fn encode_text_prepared(
+    out: &mut String,
+    join_ref: &str,
+    ref_: &str,
+    topic_json: &str,
+    event: &str,
+    payload: &str,
+) {
+    debug_assert!(join_ref
+        .bytes()
+        .chain(ref_.bytes())
+        .all(|b| b.is_ascii_digit()));
+    let len = join_ref.len()
+        + ref_.len()
+        + topic_json.len()
+        + json_string_len(event)
+        + payload.len()
+        + 10;
+    out.reserve_exact(len);
+    out.push_str("[\"");
+    out.push_str(join_ref);
+    out.push_str("\",\"");
+    out.push_str(ref_);
+    out.push_str("\",");
+    out.push_str(topic_json);
+    out.push(',');
+    write_json_string(out, event);
+    out.push(',');
+    out.push_str(payload);
+    out.push(']');
+}
+
 /// True when `text` is exactly one JSON value (surrounding whitespace allowed).
 pub fn is_valid_json(text: &str) -> bool {
     is_json(text)
