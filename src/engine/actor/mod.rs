@@ -55,7 +55,7 @@ pub(crate) enum Command {
     },
     Push {
         channel: u64,
-        event: Box<str>,
+        event: Arc<str>,
         payload: Body,
         deadline: Instant,
         on_reply: OnReply,
@@ -88,7 +88,7 @@ impl Ack {
 /// A push, from `push()` until it completes.
 struct PushOp {
     channel: u64,
-    event: Box<str>,
+    event: Arc<str>,
     payload: Body,
     on_reply: OnReply,
     timer: TimerKey,
