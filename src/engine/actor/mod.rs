@@ -228,6 +228,8 @@ struct Actor {
     /// `Stats` requests, answered when the task is next idle.
     stats_wanted: Vec<tokio::sync::oneshot::Sender<EngineStats>>,
     stopped: bool,
+    /// Consecutive refused upgrades since a connection last opened.
+    refusals: u32,
 }
 
 /// Runs a socket until it is shut down.
@@ -268,6 +270,7 @@ pub(crate) async fn run(
         can_isolate: tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread,
         stopped: false,
+        refusals: 0,
     };
     while !actor.stopped {
         let event = std::future::poll_fn(|cx| actor.poll_event(cx)).await;
