@@ -75,7 +75,7 @@ fn encode(steps: &[Step]) -> Vec<u8> {
     out
 }
 
-/// Writes `decode_text/`, `decode_binary/` and `engine/` under `dir`; returns how many files.
+/// Writes `decode_text/`, `scan_oracle/`, `decode_binary/` and `engine/` under `dir`; returns how many files.
 pub fn write(doc: &str, dir: &Path) -> io::Result<usize> {
     let frames = frames(doc);
     let mut n = 0;
@@ -108,15 +108,14 @@ pub fn write(doc: &str, dir: &Path) -> io::Result<usize> {
     };
     let mut scenarios: Vec<(String, Vec<Step>)> = Vec::new();
     for (i, f) in frames.iter().enumerate() {
-        put(
-            if f.text {
-                "decode_text"
-            } else {
-                "decode_binary"
-            },
-            format!("transcript-{i:03}"),
-            &f.bytes,
-        )?;
+        let targets: &[&str] = if f.text {
+            &["decode_text", "scan_oracle"]
+        } else {
+            &["decode_binary"]
+        };
+        for target in targets {
+            put(target, format!("transcript-{i:03}"), &f.bytes)?;
+        }
         if !f.from_server {
             continue;
         }
@@ -261,7 +260,10 @@ mod engine_runs {
         let doc = include_str!("../../tests/fixtures/phoenix-1.7-transcripts.md");
         let dir = std::env::temp_dir().join(format!("phx-fuzz-seeds-{}", std::process::id()));
         super::write(doc, &dir).unwrap();
-        let mut seeds: Vec<_> = std::fs::read_dir(dir.join("engine")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut seeds: Vec<_> = std::fs::read_dir(dir.join("engine"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         seeds.sort();
         assert!(seeds.len() > 50);
         for seed in seeds {
