@@ -52,7 +52,12 @@ impl Actor {
         self.opening = None;
         self.timers.cancel(self.reconnect_timer.take());
         self.stop_heartbeat();
+        self.fail_probes(Status::Closed);
+        if self.state != SocketState::Disconnected {
+            self.counters.ended(&DisconnectReason::ClientClosed);
+        }
         if let Some(conn) = self.conn.take() {
+            self.counters.closed(conn.sent);
             conn.close_in_background(1000, "");
         }
         let ids: Vec<u64> = self.channels.keys().copied().collect();
