@@ -63,6 +63,11 @@
 #define PHX_REASON_TEXT_CAP 256
 
 /**
+ * Entries of `phx_socket_stats_t.disconnects` (indexed by `PHX_REASON_*`).
+ */
+#define PHX_STATS_REASONS 16
+
+/**
  * The result of a libphx function, and the outcome of a join, push or leave.
  *
  * Values are stable and never renumbered. Completion callbacks receive the same values as a
@@ -316,6 +321,26 @@ enum phx_event_kind_t
      * Events were dropped because the queue was full; `dropped` tells how many.
      */
     PHX_EVENT_OVERFLOW = 6,
+    /**
+     * Metas joined a key of a channel's presence list.
+     */
+    PHX_EVENT_PRESENCE_JOIN = 7,
+    /**
+     * Metas left a key of a channel's presence list.
+     */
+    PHX_EVENT_PRESENCE_LEAVE = 8,
+    /**
+     * A `presence_state` or `presence_diff` was folded into a channel's presence list.
+     */
+    PHX_EVENT_PRESENCE_SYNC = 9,
+    /**
+     * An automatic rejoin succeeded; `missed` tells whether messages may have been missed.
+     */
+    PHX_EVENT_REJOINED = 10,
+    /**
+     * A `phx_socket_probe_tagged` completed.
+     */
+    PHX_EVENT_PROBE = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -402,6 +427,41 @@ typedef struct phx_socket_handler_t {
 typedef void (*phx_free_fn)(void *user_data);
 
 /**
+ * A socket's callbacks, extended form (`phx_socket_set_handler_ex`): the members of
+ * `phx_socket_handler_t` and those added since. Set `size` to
+ * `sizeof(phx_socket_handler_ex_t)`: a library built before a member was added ignores it,
+ * and members beyond `size` count as NULL, so old and new programs and libraries mix.
+ */
+typedef struct phx_socket_handler_ex_t {
+    /**
+     * `sizeof(phx_socket_handler_ex_t)` as the caller was compiled.
+     */
+    size_t size;
+    /**
+     * As in `phx_socket_handler_t`.
+     */
+    void (*on_state)(void *user_data,
+                     uint32_t state,
+                     const struct phx_reason_t *reason);
+    /**
+     * As in `phx_socket_handler_t` (not called for a line `on_log_record` receives).
+     */
+    void (*on_log)(void *user_data,
+                   uint32_t level,
+                   const char *message);
+    /**
+     * A log line with its target: `level` a `PHX_LOG_*` value, `target` the part of libphx it
+     * comes from (`"phx::socket"`, `"phx::protocol"`, ...), `message` the text; both
+     * NUL-terminated UTF-8 borrowed for the call. When set, `on_log` is not called. Lines
+     * above the level set by `phx_options_set_log_level` are not reported.
+     */
+    void (*on_log_record)(void *user_data,
+                          uint32_t level,
+                          const char *target,
+                          const char *message);
+} phx_socket_handler_ex_t;
+
+/**
  * An application message a channel received. Every pointer is borrowed for the duration of
  * the callback only. Strings are NUL-terminated UTF-8 and their lengths (NUL excluded) are
  * given too; the payload is NOT NUL-terminated.
@@ -470,6 +530,83 @@ typedef struct phx_channel_handler_t {
 } phx_channel_handler_t;
 
 /**
+ * One change to a channel's presence list (`on_presence`). Every pointer is borrowed for the
+ * duration of the callback only; strings are NUL-terminated UTF-8 with their lengths (NUL
+ * excluded). Metas are JSON arrays of the metas' objects (each with its `phx_ref`).
+ */
+typedef struct phx_presence_change_t {
+    /**
+     * `PHX_PRESENCE_JOIN` or `PHX_PRESENCE_LEAVE`.
+     */
+    uint32_t kind;
+    /**
+     * The presence key (a user id, say).
+     */
+    const char *key;
+    size_t key_len;
+    /**
+     * The key's metas: for a join, before the join (NULL, length 0, when the key was absent,
+     * as phoenix.js's `onJoin` gets `undefined`); for a leave, after it (`[]` when the key is
+     * gone).
+     */
+    const char *current;
+    size_t current_len;
+    /**
+     * The metas that joined (`PHX_PRESENCE_JOIN`) or left (`PHX_PRESENCE_LEAVE`).
+     */
+    const char *metas;
+    size_t metas_len;
+} phx_presence_change_t;
+
+/**
+ * A channel's callbacks, extended form (`phx_channel_set_handler_ex`): the members of
+ * `phx_channel_handler_t` and those added since. Set `size` to
+ * `sizeof(phx_channel_handler_ex_t)` (see `phx_socket_handler_ex_t`). Any member may be NULL.
+ */
+typedef struct phx_channel_handler_ex_t {
+    /**
+     * `sizeof(phx_channel_handler_ex_t)` as the caller was compiled.
+     */
+    size_t size;
+    /**
+     * As in `phx_channel_handler_t`.
+     */
+    void (*on_message)(void *user_data,
+                       const struct phx_message_t *msg);
+    /**
+     * As in `phx_channel_handler_t`.
+     */
+    void (*on_state)(void *user_data,
+                     uint32_t state);
+    /**
+     * As in `phx_channel_handler_t`.
+     */
+    void (*on_rejoin)(void *user_data,
+                      uint32_t status,
+                      const struct phx_reply_t *reply);
+    /**
+     * Metas joined or left a key of the presence list, in the order phoenix.js's
+     * `onJoin`/`onLeave` report them, after the list (`phx_channel_presence`) was updated for
+     * the whole frame.
+     */
+    void (*on_presence)(void *user_data,
+                        const struct phx_presence_change_t *change);
+    /**
+     * A `presence_state` or `presence_diff` was folded into the list (after its
+     * `on_presence` calls), as phoenix.js's `onSync`.
+     */
+    void (*on_presence_sync)(void *user_data);
+    /**
+     * An automatic rejoin succeeded (right after `on_rejoin` with `PHX_OK`): `reply` is the
+     * server's join reply (borrowed for the call); `missed` is true when the channel had
+     * been joined before, so messages sent meanwhile were lost: resynchronise.
+     */
+    void (*on_rejoined)(void *user_data,
+                        const struct phx_reply_t *reply,
+                        bool missed);
+} phx_channel_handler_ex_t;
+
+/**
  * Completion of a join, push or leave: called exactly once, on a library thread, unless the
  * call that started the operation returned an error. `status` is a `PHX_*` status value;
  * `reply` (borrowed for the duration of the call) is non-NULL for `PHX_ERR_REPLY` and for
@@ -517,6 +654,11 @@ typedef void (*phx_wake_fn)(void *user_data);
  * | `PHX_EVENT_CHANNEL_STATE` | `channel_id`, `topic`, `state` (a `PHX_CHANNEL_*` value) |
  * | `PHX_EVENT_REJOIN` | `channel_id`, `topic`, `status`; with a server reply `reply_status` and the payload fields |
  * | `PHX_EVENT_OVERFLOW` | `dropped`: how many events were dropped since the previous overflow event |
+ * | `PHX_EVENT_PRESENCE_JOIN` | `channel_id`, `topic`, `key`, `metas` (the metas that joined, a JSON array), the key's metas before the join as a JSON payload (`payload` NULL, length 0, when the key was absent) |
+ * | `PHX_EVENT_PRESENCE_LEAVE` | `channel_id`, `topic`, `key`, `metas` (the metas that left), the key's metas after the leave as a JSON payload (`[]` when the key is gone) |
+ * | `PHX_EVENT_PRESENCE_SYNC` | `channel_id`, `topic` (read the list with `phx_channel_presence`) |
+ * | `PHX_EVENT_REJOINED` | `channel_id`, `topic`, `status` (`PHX_OK`), `reply_status` and the payload fields (the server's join response), `missed` |
+ * | `PHX_EVENT_PROBE` | `tag`, `status` (`PHX_OK`, `PHX_ERR_DISCONNECTED`, `PHX_ERR_TIMEOUT` or `PHX_ERR_CLOSED`), `rtt_us` |
  *
  * `channel_id` names the channel instance (`phx_channel_id`): while an old instance of a
  * topic is still leaving and a new one joins, both have the same topic but not the same id.
@@ -579,7 +721,93 @@ typedef struct phx_event_t {
      * when none was given), NULL for every other kind. Owned by the event.
      */
     const struct phx_reason_t *reason;
+    /**
+     * The presence key (`PHX_EVENT_PRESENCE_JOIN`, `PHX_EVENT_PRESENCE_LEAVE`).
+     */
+    const char *key;
+    size_t key_len;
+    /**
+     * The metas that joined or left, a JSON array (presence events).
+     */
+    const char *metas;
+    size_t metas_len;
+    /**
+     * 1 when messages may have been missed (`PHX_EVENT_REJOINED`: the channel had been
+     * joined before), 0 otherwise.
+     */
+    uint32_t missed;
+    /**
+     * The heartbeat's round trip in microseconds (`PHX_EVENT_PROBE` with `PHX_OK`).
+     */
+    uint64_t rtt_us;
 } phx_event_t;
+
+/**
+ * A socket's statistics since it was created, filled by `phx_socket_stats`. A plain value
+ * owned by the caller. Set `size` to `sizeof(phx_socket_stats_t)` before the call: members
+ * added to later versions go at the end, and a library fills only the members that fit in
+ * `size` (and writes in `size` how many bytes it filled), so old and new programs and
+ * libraries mix.
+ */
+typedef struct phx_socket_stats_t {
+    /**
+     * In: `sizeof(phx_socket_stats_t)` as the caller was compiled. Out: bytes filled.
+     */
+    size_t size;
+    /**
+     * Round trip of the last answered heartbeat or probe, in microseconds; 0 before the first.
+     */
+    uint64_t rtt_last_us;
+    /**
+     * Smoothed round trip (`srtt = 7/8 srtt + 1/8 rtt`, as TCP's, RFC 6298), microseconds.
+     */
+    uint64_t rtt_smoothed_us;
+    /**
+     * Connections opened.
+     */
+    uint64_t connects;
+    /**
+     * Connections opened while reconnecting (after a lost connection or failed attempt).
+     */
+    uint64_t reconnects;
+    /**
+     * Connections lost and attempts failed, by reason: index `PHX_REASON_*` (index 0
+     * unused; `phx_socket_disconnect` counts under `PHX_REASON_CLIENT_CLOSED`).
+     */
+    uint64_t disconnects[PHX_STATS_REASONS];
+    /**
+     * WebSocket frames and payload bytes received.
+     */
+    uint64_t frames_in;
+    uint64_t bytes_in;
+    /**
+     * WebSocket frames and payload bytes sent.
+     */
+    uint64_t frames_out;
+    uint64_t bytes_out;
+    /**
+     * Pushes sent and awaiting their reply.
+     */
+    uint64_t pushes_in_flight;
+    /**
+     * Pushes buffered while their channel joins.
+     */
+    uint64_t pushes_buffered;
+    /**
+     * Events in the socket's event queue, not yet taken (0 before `phx_socket_events_enable`).
+     */
+    uint64_t events_queued;
+} phx_socket_stats_t;
+
+/**
+ * Completion of `phx_socket_probe`: `status` `PHX_OK` with the round trip `rtt_us` in
+ * microseconds; `PHX_ERR_DISCONNECTED` (not connected, or the connection dropped),
+ * `PHX_ERR_TIMEOUT` (no answer within the heartbeat timeout: the connection is then closed
+ * and reconnects) or `PHX_ERR_CLOSED` (disconnected or freed meanwhile) with `rtt_us` 0.
+ */
+typedef void (*phx_probe_cb)(void *user_data,
+                             uint32_t status,
+                             uint64_t rtt_us);
 
 #ifdef __cplusplus
 extern "C" {
@@ -686,6 +914,56 @@ phx_status_t phx_options_set_ca_pem(struct phx_options_t *o,
                                     const char *pem);
 
 /**
+ * Sets the jitter of the reconnect and rejoin schedules: each delay `d` is drawn uniformly
+ * from `[d × (1 − jitter), d]`, so clients dropped together do not return together. Each
+ * value lies in 0.0 to 1.0; 0.0 (the default) keeps the schedule exact. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL or a value outside 0.0 to 1.0 (NaN included). Any
+ * thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_jitter(struct phx_options_t *o,
+                                    double reconnect,
+                                    double rejoin);
+
+/**
+ * Seeds the jitter's random numbers (for reproducible schedules in tests); by default they
+ * are seeded from the clock. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, one at
+ * a time per options object.
+ */
+phx_status_t phx_options_set_jitter_seed(struct phx_options_t *o,
+                                         uint64_t seed);
+
+/**
+ * Sets the close codes that stop reconnection: a server close frame with one of them leaves
+ * the socket `PHX_SOCKET_DISCONNECTED` with reason `PHX_REASON_CLOSE_FRAME` (its `code` the
+ * close code) instead of reconnecting; `phx_socket_connect` starts again. `codes` (borrowed
+ * for the call, copied) holds `n` codes; `n == 0` clears the list (the default: every close
+ * is followed by reconnects). Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL options object or
+ * `codes` NULL with `n > 0`. Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_stop_close_codes(struct phx_options_t *o,
+                                              const uint16_t *codes,
+                                              size_t n);
+
+/**
+ * Sets how long a heartbeat (or probe) may stay unanswered, with nothing else heard from the
+ * server, before the connection is closed (`PHX_REASON_HEARTBEAT_TIMEOUT`) and reconnects;
+ * in milliseconds (> 0). By default it is the heartbeat interval (the next heartbeat's due
+ * time). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per
+ * options object.
+ */
+phx_status_t phx_options_set_heartbeat_timeout_ms(struct phx_options_t *o,
+                                                  uint64_t ms);
+
+/**
+ * Sets the most detailed log level reported to `on_log` / `on_log_record` (a `PHX_LOG_*`
+ * value; lines above it are not even formatted). Default `PHX_LOG_DEBUG`: every line.
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or an unknown level. Any thread, one at a
+ * time per options object.
+ */
+phx_status_t phx_options_set_log_level(struct phx_options_t *o,
+                                       uint32_t level);
+
+/**
  * Creates a socket for `url` (`ws://` or `wss://`, e.g. `ws://host:4000/socket/websocket`;
  * `vsn=2.0.0` and the options' params are appended). Nothing connects until
  * `phx_socket_connect`.
@@ -782,6 +1060,16 @@ phx_status_t phx_socket_set_handler(struct phx_socket_t *s,
                                     phx_free_fn free_user_data);
 
 /**
+ * `phx_socket_set_handler` with the extended callbacks (`on_log_record`): same rules,
+ * ownership and threads. `h->size` must be set (see `phx_socket_handler_ex_t`);
+ * `PHX_ERR_INVALID_ARGUMENT` if it is smaller than a `size_t`.
+ */
+phx_status_t phx_socket_set_handler_ex(struct phx_socket_t *s,
+                                       const struct phx_socket_handler_ex_t *h,
+                                       void *user_data,
+                                       phx_free_fn free_user_data);
+
+/**
  * Frees socket `s`: closes its connection, completes every pending operation with
  * `PHX_ERR_CLOSED`, releases every handler (each `free_user_data` is called) and frees the
  * event queue with the events still in it (events already taken stay valid). NULL is a
@@ -870,6 +1158,16 @@ phx_status_t phx_channel_set_handler(struct phx_channel_t *c,
                                      const struct phx_channel_handler_t *h,
                                      void *user_data,
                                      phx_free_fn free_user_data);
+
+/**
+ * `phx_channel_set_handler` with the extended callbacks (presence, rejoin awareness): same
+ * rules, ownership and threads. `h->size` must be set (see `phx_channel_handler_ex_t`);
+ * `PHX_ERR_INVALID_ARGUMENT` if it is smaller than a `size_t`.
+ */
+phx_status_t phx_channel_set_handler_ex(struct phx_channel_t *c,
+                                        const struct phx_channel_handler_ex_t *h,
+                                        void *user_data,
+                                        phx_free_fn free_user_data);
 
 /**
  * Joins channel `c` (one join per channel instance).
@@ -1158,6 +1456,43 @@ phx_status_t phx_presence_json(const struct phx_presence_t *p,
  * Any thread, once per snapshot.
  */
 void phx_presence_free(struct phx_presence_t *p);
+
+/**
+ * Fills `*out` with socket `s`'s statistics (see `phx_socket_stats_t`; set `out->size`
+ * first). The socket's task answers between two events, so the call waits briefly: it blocks
+ * and may not be made on a library thread (inside a callback: `PHX_ERR_WRONG_THREAD`).
+ * Counting costs the socket plain additions per frame; nothing is counted for a socket whose
+ * statistics are never read but those additions.
+ *
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL arguments or `out->size` smaller than a
+ * `size_t`, `PHX_ERR_CLOSED` once the socket is being freed. `*out` is written only on
+ * `PHX_OK`. Any thread but libphx's, concurrently.
+ */
+phx_status_t phx_socket_stats(struct phx_socket_t *s,
+                              struct phx_socket_stats_t *out);
+
+/**
+ * Sends a heartbeat on socket `s` at once and reports its round trip: for an app back from
+ * the background or after a network change, to learn at once whether the connection still
+ * works (a dead one is closed after the heartbeat timeout and reconnects). If a heartbeat is
+ * already awaited its answer serves; the regular heartbeats restart from the probe.
+ *
+ * `cb` (nullable) is called exactly once with `user_data`, on a library thread, if this
+ * returns `PHX_OK`; never on an error. `user_data` stays the caller's. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for a NULL socket, `PHX_ERR_CLOSED` once it is being freed. Any
+ * thread, callbacks included.
+ */
+phx_status_t phx_socket_probe(struct phx_socket_t *s,
+                              phx_probe_cb cb,
+                              void *user_data);
+
+/**
+ * `phx_socket_probe` completing into the event queue: a `PHX_EVENT_PROBE` event carrying
+ * `tag`, the status and `rtt_us` (never dropped, like replies). Returns `PHX_ERR_STATE`
+ * before `phx_socket_events_enable`; otherwise as `phx_socket_probe`. Any thread.
+ */
+phx_status_t phx_socket_probe_tagged(struct phx_socket_t *s,
+                                     uint64_t tag);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -18,11 +18,11 @@
 
 use super::actor::{self, Ack, Command};
 use super::connection::{Connector, TcpConnector};
+use super::metrics::SocketMetrics;
 use super::presence::PresenceList;
 use super::runtime;
 use super::types::*;
 use super::url::{endpoint, Endpoint};
-use super::metrics::SocketMetrics;
 use super::Config;
 use crate::protocol::{is_valid_json, MAX_BINARY_FIELD};
 use std::collections::HashMap;

@@ -45,7 +45,9 @@ mod tests {
         let mut j = Jitter::new(Some(7));
         let d = Duration::from_millis(1000);
         let drawn: Vec<Duration> = (0..1000).map(|_| j.apply(d, 0.25)).collect();
-        assert!(drawn.iter().all(|x| *x >= Duration::from_millis(750) && *x <= d));
+        assert!(drawn
+            .iter()
+            .all(|x| *x >= Duration::from_millis(750) && *x <= d));
         let min = drawn.iter().min().unwrap();
         let max = drawn.iter().max().unwrap();
         assert!(*min < Duration::from_millis(760) && *max > Duration::from_millis(990));

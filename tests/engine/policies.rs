@@ -17,12 +17,11 @@ async fn reconnect_jitter_keeps_each_delay_within_its_bounds() {
     let (socket, mut events) = world.socket_with(config);
     socket.connect();
     events.failed_attempts(41).await;
-    let gaps: Vec<Duration> = world
-        .attempts()
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .collect();
-    assert!(gaps.iter().all(|g| *g >= ms(500) && *g <= ms(1000)), "{gaps:?}");
+    let gaps: Vec<Duration> = world.attempts().windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= ms(500) && *g <= ms(1000)),
+        "{gaps:?}"
+    );
     let distinct: std::collections::HashSet<_> = gaps.iter().collect();
     assert!(distinct.len() > 20, "the delays vary: {gaps:?}");
     socket.shutdown_async().await;
@@ -59,11 +58,7 @@ async fn without_jitter_the_schedule_is_exact() {
     let (socket, mut events) = world.socket_with(world.config());
     socket.connect();
     events.failed_attempts(4).await;
-    let gaps: Vec<Duration> = world
-        .attempts()
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .collect();
+    let gaps: Vec<Duration> = world.attempts().windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(gaps, [secs(1), secs(2), secs(4)]);
     socket.shutdown_async().await;
 }
@@ -76,7 +71,12 @@ async fn a_listed_close_code_stops_reconnection() {
     let (socket, mut events) = world.connected_with(config).await;
     world.controls().close_all(4001);
     let (_, ev) = events
-        .until(|e| matches!(e, Ev::Socket(SocketState::Disconnected | SocketState::Reconnecting, _)))
+        .until(|e| {
+            matches!(
+                e,
+                Ev::Socket(SocketState::Disconnected | SocketState::Reconnecting, _)
+            )
+        })
         .await;
     match ev {
         Ev::Socket(SocketState::Disconnected, Some(DisconnectReason::CloseFrame { code, .. })) => {
@@ -107,7 +107,11 @@ async fn the_heartbeat_timeout_is_separate_from_the_interval() {
     world.controls().set_blackhole(true);
     let (lost, reason) = events.reconnecting().await;
     assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
-    assert_eq!(lost - opened, secs(35), "heartbeat at 30 s, unanswered 5 s later");
+    assert_eq!(
+        lost - opened,
+        secs(35),
+        "heartbeat at 30 s, unanswered 5 s later"
+    );
     socket.shutdown_async().await;
 }
 
@@ -181,7 +185,11 @@ async fn statistics_count_connects_reasons_traffic_and_pushes() {
     let (ch, _) = channel(&socket, "room:lobby");
     join_ok(&ch).await;
     let m = socket.metrics().await;
-    assert_eq!((m.frames_out, m.frames_in), (1, 1), "phx_join and its reply");
+    assert_eq!(
+        (m.frames_out, m.frames_in),
+        (1, 1),
+        "phx_join and its reply"
+    );
     let join = world.frames_with_event("phx_join")[0].to_string();
     assert_eq!(m.bytes_out, join.len() as u64);
     assert!(m.bytes_in > 0);
@@ -246,7 +254,10 @@ async fn log_lines_carry_a_target_and_respect_the_level() {
         assert_eq!(got.len(), want, "{got:?}");
         for (l, target, message) in got {
             assert_eq!((l, target.as_str()), (LogLevel::Warn, "phx::socket"));
-            assert!(message.starts_with("connection attempt failed"), "{message}");
+            assert!(
+                message.starts_with("connection attempt failed"),
+                "{message}"
+            );
         }
         socket.shutdown_async().await;
     }
@@ -267,8 +278,14 @@ async fn a_rejoin_after_a_lost_connection_reports_its_response_and_missed_messag
     let Ev::Rejoined(response, missed) = ev else {
         unreachable!()
     };
-    assert_eq!(response.value(), serde_json::json!({"joined": "room:lobby"}));
-    assert!(missed, "the channel had been joined: messages may have been missed");
+    assert_eq!(
+        response.value(),
+        serde_json::json!({"joined": "room:lobby"})
+    );
+    assert!(
+        missed,
+        "the channel had been joined: messages may have been missed"
+    );
     socket.shutdown_async().await;
 }
 

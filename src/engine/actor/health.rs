@@ -99,7 +99,11 @@ impl Actor {
         let open = self.conn.as_ref().map(|c| c.sent).unwrap_or_default();
         m.frames_out = sent.frames + open.frames;
         m.bytes_out = sent.bytes + open.bytes;
-        let buffered = self.pushes.values().filter(|p| p.sent_ref.is_none()).count();
+        let buffered = self
+            .pushes
+            .values()
+            .filter(|p| p.sent_ref.is_none())
+            .count();
         m.pushes_buffered = buffered as u64;
         m.pushes_in_flight = (self.pushes.len() - buffered) as u64;
         m

@@ -15,11 +15,19 @@ impl Actor {
         match msg {
             WsMessage::Text(text) => match protocol::decode_text(text.as_str()) {
                 Ok(frame) => self.dispatch(frame),
-                Err(e) => self.log_to(PROTOCOL, LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
+                Err(e) => self.log_to(
+                    PROTOCOL,
+                    LogLevel::Warn,
+                    &format!("dropped undecodable frame: {e}"),
+                ),
             },
             WsMessage::Binary(bytes) => match protocol::decode_binary_server(&bytes) {
                 Ok(frame) => self.dispatch(frame),
-                Err(e) => self.log_to(PROTOCOL, LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
+                Err(e) => self.log_to(
+                    PROTOCOL,
+                    LogLevel::Warn,
+                    &format!("dropped undecodable frame: {e}"),
+                ),
             },
             WsMessage::Close(frame) => {
                 self.close_reason = Some(match frame {

@@ -26,7 +26,8 @@ impl Actor {
         self.heard_since_heartbeat = false;
         self.next_heartbeat_at = Some(Instant::now() + self.config().heartbeat_interval);
         self.arm_heartbeat();
-        self.counters.opened(self.state == SocketState::Reconnecting);
+        self.counters
+            .opened(self.state == SocketState::Reconnecting);
         self.set_state(SocketState::Connected, None);
         // Joins waiting for the connection go out now; errored channels rejoin at once.
         let ids: Vec<u64> = self.channels.keys().copied().collect();
@@ -127,7 +128,9 @@ impl Actor {
     pub(super) fn schedule_reconnect(&mut self, reason: &DisconnectReason) {
         let delay =
             Config::schedule_delay(&self.config().reconnect_schedule, self.reconnect_attempts);
-        let delay = self.jitter.apply(delay, self.shared.config.reconnect_jitter);
+        let delay = self
+            .jitter
+            .apply(delay, self.shared.config.reconnect_jitter);
         self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
         let at = Instant::now() + delay;
         self.reconnect_timer = Some(self.timers.arm(at, Timer::Reconnect));
