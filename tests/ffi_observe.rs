@@ -147,9 +147,12 @@ fn presence_events_follow_the_transcript_steps() {
     }
 }
 
+/// kind, key, current metas, joined/left metas.
+type Change = (u32, String, Option<String>, String);
+
 #[derive(Default)]
 struct Seen {
-    presence: Mutex<Vec<(u32, String, Option<String>, String)>>,
+    presence: Mutex<Vec<Change>>,
     syncs: Mutex<usize>,
     rejoined: Mutex<Vec<(String, bool)>>,
     logs: Mutex<Vec<(u32, String, String)>>,

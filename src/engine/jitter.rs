@@ -28,7 +28,7 @@ impl Jitter {
     /// `delay` shortened by a random fraction of at most `jitter` (clamped to 0..=1); exactly
     /// `delay` when `jitter` is 0 (no random number is drawn then).
     pub(crate) fn apply(&mut self, delay: Duration, jitter: f64) -> Duration {
-        if !(jitter > 0.0) {
+        if jitter.is_nan() || jitter <= 0.0 {
             return delay;
         }
         let cut = jitter.min(1.0) * self.next_unit();

@@ -129,7 +129,9 @@ async fn by_default_the_heartbeat_timeout_is_the_interval() {
 fn probe(socket: &Socket) -> tokio::sync::oneshot::Receiver<Result<Duration, Status>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     socket
-        .probe(Box::new(move |r| drop(tx.send(r))))
+        .probe(Box::new(move |r| {
+            let _ = tx.send(r);
+        }))
         .expect("probe accepted");
     rx
 }

@@ -485,10 +485,13 @@ class PhoenixSocket:
         st = ffi.new("phx_socket_stats_t *")
         st.size = ffi.sizeof("phx_socket_stats_t")
         _check(lib.phx_socket_stats(handle, st), "phx_socket_stats")
-        rtt = lambda us: us / 1e6 if us else None  # noqa: E731
+
+        def rtt(us: int) -> float | None:
+            return us / 1e6 if us else None
+
         return {
-            "rtt_last": rtt(st.rtt_last_us),
-            "rtt_smoothed": rtt(st.rtt_smoothed_us),
+            "rtt_last": rtt(int(st.rtt_last_us)),
+            "rtt_smoothed": rtt(int(st.rtt_smoothed_us)),
             "connects": st.connects,
             "reconnects": st.reconnects,
             "disconnects": {k.name.lower(): int(st.disconnects[int(k)]) for k in ReasonKind if int(k) > 0},
