@@ -696,9 +696,9 @@ class PhoenixChannel:
         snap = ffi.new("phx_presence_t **")
         _check(lib.phx_channel_presence(handle, snap), "phx_channel_presence")
         try:
-            text, length = ffi.new("const char **"), ffi.new("size_t *")
+            text, length = ffi.new("uint8_t **"), ffi.new("size_t *")
             _check(lib.phx_presence_json(snap[0], text, length), "phx_presence_json")
-            raw: dict[str, Any] = json.loads(ffi.unpack(text[0], length[0]))
+            raw: dict[str, Any] = json.loads(ffi.unpack(ffi.cast("char *", text[0]), length[0]))
         finally:
             lib.phx_presence_free(snap[0])
         return {key: list(value.get("metas", [])) for key, value in raw.items()}
