@@ -396,6 +396,10 @@ class PhoenixSocket:
             if not waiter.done():
                 waiter.set_exception(PhoenixException("Socket closed", None, Status.CLOSED))
         self._connect_waiters.clear()
+        probes, self._probes = self._probes, {}
+        for probe in probes.values():
+            if not probe.done():
+                probe.set_exception(PhoenixException("Socket closed", None, Status.CLOSED))
         channels, self._channels = self._channels, {}
         for channel in channels.values():
             channel._release()
@@ -578,7 +582,7 @@ class PhoenixSocket:
                     future.set_exception(TimeoutError("probe: no heartbeat reply"))
                 else:
                     text = ffi.string(lib.phx_status_str(status)).decode()
-                    future.set_exception(PhoenixException(f"probe: {text}"))
+                    future.set_exception(PhoenixException(f"probe: {text}", None, Status(status)))
         elif kind == _EV_OVERFLOW:
             self._dropped += int(ev.dropped)
             _log.warning("phx: %d events dropped (the event queue was full)", int(ev.dropped))
