@@ -377,8 +377,8 @@ void test_presence_rejoined_stats_probe() {
     o.params_json = "{\"token\":\"alice\"}";
     o.heartbeat_timeout_ms = 5000;
     o.stop_close_codes = {4001};
+    Seen presence, rejoined;  // outlive the socket: its callables use them until it is destroyed
     phx::Socket socket(server.url(), o);
-    Seen presence, rejoined;
     phx::Channel room = socket.channel("presence:room1");
     phx::ChannelHandler h;
     h.on_presence = [&](const phx::PresenceChangeView &c) {
@@ -406,7 +406,8 @@ void test_presence_rejoined_stats_probe() {
 
     server.control("drop");
     rejoined.wait(1);
-    H_EQ_STR(rejoined.snapshot()[0].c_str(), "ok missed");
+    const std::string first_rejoin = rejoined.snapshot()[0];
+    H_EQ_STR(first_rejoin.c_str(), "ok missed");
     H_CHECK(socket.stats(st) == phx::Status::ok);
     H_EQ_U(st.reconnects, 1);
 }
