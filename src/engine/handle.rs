@@ -227,7 +227,8 @@ impl Drop for Channel {
 pub enum WaitError {
     /// Not connected in time; the socket keeps trying.
     Timeout,
-    /// `disconnect()` was called, or the socket shut down, while waiting.
+    /// `disconnect()` was called, the socket gave up reconnecting
+    /// ([`Config::max_refusals`]), or it shut down, while waiting.
     Closed,
 }
 
@@ -265,6 +266,7 @@ impl Socket {
         runtime: &tokio::runtime::Handle,
     ) -> Result<Socket, &'static str> {
         let endpoint = endpoint(&config.url, &config.params)?;
+        super::auth::check_headers(&config.headers)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(SocketShared {
             cmd: tx,

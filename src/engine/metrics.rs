@@ -92,16 +92,19 @@ impl Counters {
 
 impl DisconnectReason {
     /// A stable index per variant, equal to the C `PHX_REASON_*` value: 1 close frame, 2 HTTP
-    /// status, 3 heartbeat timeout, 4 I/O, 5 connect timeout, 6 protocol, 7 client closed.
+    /// status, 3 heartbeat timeout, 4 I/O, 5 connect timeout, 6 protocol, 7 client closed,
+    /// 8 gave up after refusals, 9 connect provider failed.
     pub fn kind(&self) -> usize {
         match self {
             Self::CloseFrame { .. } => 1,
-            Self::HttpStatus(_) => 2,
+            Self::HttpStatus { .. } => 2,
             Self::HeartbeatTimeout => 3,
             Self::Io(_) => 4,
             Self::ConnectTimeout => 5,
             Self::Protocol(_) => 6,
             Self::ClientClosed => 7,
+            Self::GaveUp { .. } => 8,
+            Self::Provider(_) => 9,
         }
     }
 }

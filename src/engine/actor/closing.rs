@@ -48,13 +48,18 @@ impl Actor {
     }
 
     pub(super) fn disconnect(&mut self) {
+        self.disconnect_with(DisconnectReason::ClientClosed);
+    }
+
+    /// Closes everything as `disconnect()` does, reporting `reason`.
+    pub(super) fn disconnect_with(&mut self, reason: DisconnectReason) {
         self.wanted = false;
         self.opening = None;
         self.timers.cancel(self.reconnect_timer.take());
         self.stop_heartbeat();
         self.fail_probes(Status::Closed);
         if self.state != SocketState::Disconnected {
-            self.counters.ended(&DisconnectReason::ClientClosed);
+            self.counters.ended(&reason);
         }
         if let Some(conn) = self.conn.take() {
             self.counters.closed(conn.sent);
@@ -71,12 +76,9 @@ impl Actor {
             }
         }
         self.reconnect_attempts = 0;
-        *lock(&self.shared.last_reason) = Some(DisconnectReason::ClientClosed);
+        *lock(&self.shared.last_reason) = Some(reason.clone());
         if self.state != SocketState::Disconnected {
-            self.set_state(
-                SocketState::Disconnected,
-                Some(&DisconnectReason::ClientClosed),
-            );
+            self.set_state(SocketState::Disconnected, Some(&reason));
         }
     }
 

@@ -241,6 +241,8 @@ struct Actor {
     next_heartbeat_at: Option<Instant>,
     /// `probe()` calls waiting for the pending heartbeat's reply.
     probes: Vec<OnProbe>,
+    /// Consecutive refused upgrades since a connection last opened.
+    refusals: u32,
 }
 
 /// Runs a socket until it is shut down.
@@ -287,6 +289,7 @@ pub(crate) async fn run(
         heartbeat_sent: None,
         next_heartbeat_at: None,
         probes: Vec::new(),
+        refusals: 0,
     };
     while !actor.stopped {
         let event = std::future::poll_fn(|cx| actor.poll_event(cx)).await;
