@@ -77,6 +77,9 @@ pub(crate) struct ChannelShared {
     handles: AtomicUsize,
     /// The presence list as of the last presence frame folded (published by the task).
     pub(crate) presence: Mutex<Arc<PresenceList>>,
+    /// The event name of the last push, shared by the pushes that repeat it (most do), so a
+    /// push allocates nothing for its event.
+    last_event: Mutex<Option<Arc<str>>>,
 }
 
 impl SocketShared {
@@ -159,6 +162,22 @@ fn retire(c: &mut Control, ch: &ChannelShared) {
 }
 
 impl ChannelShared {
+    /// `event` as a shared name: the last push's if it is the same, else a new one (also when
+    /// another thread is pushing on this channel at this instant: nobody waits here).
+    fn event_name(&self, event: &str) -> Arc<str> {
+        let Ok(mut last) = self.last_event.try_lock() else {
+            return event.into();
+        };
+        match &*last {
+            Some(name) if **name == *event => name.clone(),
+            _ => {
+                let name: Arc<str> = event.into();
+                *last = Some(name.clone());
+                name
+            }
+        }
+    }
+
     pub(crate) fn publish_state(&self, s: ChannelState) {
         self.state.store(s as u8, Ordering::Release);
     }
@@ -400,6 +419,7 @@ impl Socket {
                     pending: AtomicU32::new(0),
                     handles: AtomicUsize::new(0),
                     presence: Mutex::new(Arc::default()),
+                    last_event: Mutex::new(None),
                 });
                 c.topics.insert(topic.into(), ch.clone());
                 c.live.insert(ch.id, ch.clone());
@@ -620,7 +640,7 @@ impl Channel {
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.default_timeout);
         self.send(Command::Push {
             channel: self.shared.id,
-            event: event.into(),
+            event: self.shared.event_name(event),
             payload,
             deadline,
             on_reply,
