@@ -173,7 +173,7 @@ async fn connected(config: Config) -> (Socket, Events) {
     (socket, events)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_server_signed_by_an_unknown_ca_is_refused_with_the_reason() {
     let ca = Ca::new("unknown test CA");
     let mut server = TlsWsServer::start(&ca.issue(&["localhost"], false), None).await;
@@ -200,7 +200,7 @@ async fn a_server_signed_by_an_unknown_ca_is_refused_with_the_reason() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn the_right_ca_is_accepted_from_pem_bytes_or_a_file() {
     let ca = Ca::new("private test CA");
     let mut server = TlsWsServer::start(&ca.issue(&["localhost", "127.0.0.1"], false), None).await;
@@ -235,7 +235,7 @@ async fn the_right_ca_is_accepted_from_pem_bytes_or_a_file() {
     assert_eq!(err, Some("CA file: cannot be read"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_certificate_for_another_host_is_refused() {
     let ca = Ca::new("private test CA");
     let mut server = TlsWsServer::start(&ca.issue(&["other.example"], false), None).await;
@@ -253,7 +253,7 @@ async fn a_certificate_for_another_host_is_refused() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_required_client_certificate_is_presented_or_the_connection_refused() {
     let ca = Ca::new("private test CA");
     let clients = Ca::new("client test CA");
@@ -312,7 +312,7 @@ async fn until_connected(events: &mut Events) -> Vec<Ev> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn insecure_mode_connects_to_anyone_and_warns_at_every_connection() {
     let ca = Ca::new("unknown test CA");
     let server = TlsWsServer::start(&ca.issue(&["other.example"], false), None).await;
