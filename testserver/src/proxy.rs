@@ -340,7 +340,7 @@ async fn read_side(
 ) {
     loop {
         if faults
-            .wait_for(|f| !f.half_open && !(from_client && f.slow_reader))
+            .wait_for(|f| !(f.half_open || (from_client && f.slow_reader)))
             .await
             .is_err()
         {
