@@ -4,6 +4,7 @@
 mod calls;
 mod channel;
 mod faults;
+mod hostile;
 mod invariants;
 mod live;
 mod presence;
