@@ -232,9 +232,12 @@ impl Cell {
         (ch, trace)
     }
 
-    /// Applies the fault and lifts it; returns when it was lifted.
-    async fn fault(&mut self, fault: Fault) -> Result<Instant, String> {
+    /// Applies the fault and lifts it; returns when it was lifted and, for the faults that
+    /// end the connection, how long the client took to notice.
+    async fn fault(&mut self, fault: Fault) -> Result<(Instant, Option<Duration>), String> {
         let c = self.proxy.controls();
+        let applied = Instant::now();
+        let mut detect = None;
         let hold = Duration::from_millis(1500);
         match fault {
             Fault::Latency => {
@@ -251,25 +254,29 @@ impl Cell {
             Fault::Reset => {
                 c.reset_all();
                 self.wait_state(SocketState::Reconnecting).await?;
+                detect = Some(applied.elapsed());
             }
             // These are seen only by the heartbeat: lifted once the client has given up on
             // the connection (a slow reader would otherwise stall the next upgrade too).
             Fault::HalfOpen => {
                 c.set_half_open(true);
                 self.wait_state(SocketState::Reconnecting).await?;
+                detect = Some(applied.elapsed());
                 c.set_half_open(false);
             }
             Fault::CloseAfter => {
                 c.close_after(Some(150));
                 self.wait_state(SocketState::Reconnecting).await?;
+                detect = Some(applied.elapsed());
             }
             Fault::SlowReader => {
                 c.set_slow_reader(true);
                 self.wait_state(SocketState::Reconnecting).await?;
+                detect = Some(applied.elapsed());
                 c.set_slow_reader(false);
             }
         }
-        Ok(Instant::now())
+        Ok((Instant::now(), detect))
     }
 }
 
@@ -279,7 +286,10 @@ fn allowed(status: Status, expected: Status, dropped: bool) -> bool {
     status == expected || (dropped && status == Status::Disconnected)
 }
 
-async fn run_cell(fault: Fault, phase: Phase) -> Result<Duration, String> {
+/// Recovery time and, where the connection had to be given up, the time to notice.
+type CellResult = Result<(Duration, Option<Duration>), String>;
+
+async fn run_cell(fault: Fault, phase: Phase) -> CellResult {
     let mut cell = Cell::start(phase).await?;
     let (lobby, ltrace) = cell.channel("room:lobby");
     let mut joins: Vec<(&str, Pending)> = Vec::new();
@@ -351,7 +361,7 @@ async fn run_cell(fault: Fault, phase: Phase) -> Result<Duration, String> {
             slow = Some((ch, trace));
         }
     }
-    let lifted = cell.fault(fault).await?;
+    let (lifted, detect) = cell.fault(fault).await?;
 
     // Recovery: connected, every channel joined.
     {
@@ -476,7 +486,7 @@ async fn run_cell(fault: Fault, phase: Phase) -> Result<Duration, String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cell.socket.disconnect();
-    Ok(recovery)
+    Ok((recovery, detect))
 }
 
 fn msgs(evs: &[Ev], event: &str, key: &str) -> Vec<u64> {
@@ -534,26 +544,34 @@ async fn every_fault_in_every_phase_recovers_and_loses_nothing() {
             results.push((*fault, phase, r));
         }
     }
-    let mut out = String::from("\nfault matrix (recovery time after the fault ends)\n");
-    out.push_str(&format!("{:<12}", "fault"));
-    for p in PHASES {
-        out.push_str(&format!("{:>12}", format!("{p:?}")));
-    }
-    out.push('\n');
-    for f in FAULTS {
-        out.push_str(&format!("{:<12}", format!("{f:?}")));
+    let mut out = String::new();
+    let titles = [
+        "fault matrix: recovery time after the fault ends (connected, every channel joined)",
+        "time for the client to give up the connection (heartbeat 1 s; 5 s for SlowJoin)",
+    ];
+    for (table, title) in titles.iter().enumerate() {
+        out.push_str(&format!("\n{title}\n{:<12}", "fault"));
         for p in PHASES {
-            let (_, _, r) = results
-                .iter()
-                .find(|(rf, rp, _)| *rf == f && *rp == p)
-                .unwrap();
-            let cell = match r {
-                Ok(d) => format!("ok {:.2}s", d.as_secs_f64()),
-                Err(_) => "FAIL".into(),
-            };
-            out.push_str(&format!("{cell:>12}"));
+            out.push_str(&format!("{:>12}", format!("{p:?}")));
         }
         out.push('\n');
+        for f in FAULTS {
+            out.push_str(&format!("{:<12}", format!("{f:?}")));
+            for p in PHASES {
+                let (_, _, r) = results
+                    .iter()
+                    .find(|(rf, rp, _)| *rf == f && *rp == p)
+                    .unwrap();
+                let cell = match (r, table) {
+                    (Err(_), _) => "FAIL".into(),
+                    (Ok((rec, _)), 0) => format!("ok {:.2}s", rec.as_secs_f64()),
+                    (Ok((_, Some(d))), _) => format!("{:.2}s", d.as_secs_f64()),
+                    (Ok((_, None)), _) => "-".into(),
+                };
+                out.push_str(&format!("{cell:>12}"));
+            }
+            out.push('\n');
+        }
     }
     let failures: Vec<_> = results
         .iter()

@@ -177,10 +177,7 @@ fn main() {
     let mut consumers = Vec::new();
     unsafe {
         let opts = phx_options_new();
-        ok(
-            phx_options_set_heartbeat_ms(opts, 100),
-            "heartbeat",
-        );
+        ok(phx_options_set_heartbeat_ms(opts, 100), "heartbeat");
         let sched = [20u64, 50, 100, 200, 500];
         ok(
             phx_options_set_reconnect_schedule_ms(opts, sched.as_ptr(), sched.len()),
@@ -205,7 +202,10 @@ fn main() {
             for c in 0..CHANNELS {
                 let topic = CString::new(format!("room:soak{}", (s / 2) * CHANNELS + c)).unwrap();
                 let mut ch = std::ptr::null_mut();
-                ok(phx_socket_channel(sock.0, topic.as_ptr(), &mut ch), "channel");
+                ok(
+                    phx_socket_channel(sock.0, topic.as_ptr(), &mut ch),
+                    "channel",
+                );
                 let payload = CString::new("{}").unwrap();
                 ok(
                     phx_channel_join(ch, payload.as_ptr(), 0, None, std::ptr::null_mut()),
@@ -254,7 +254,11 @@ fn main() {
         ("/close_after?bytes=3000", "/close_after", 1000),
         ("/slow_reader?on=1", "/slow_reader?on=0", 1000),
         ("/latency?ms=50&jitter_ms=30", "/latency?ms=0", 2000),
-        ("/bandwidth?bytes_per_sec=50000", "/bandwidth?bytes_per_sec=0", 2000),
+        (
+            "/bandwidth?bytes_per_sec=50000",
+            "/bandwidth?bytes_per_sec=0",
+            2000,
+        ),
     ];
     // Faults on their own thread, so holding one does not pause the load. Paused (and every
     // fault cleared) while a measurement is taken.
@@ -292,7 +296,11 @@ fn main() {
         stalled.store(now >= stall.0 && now < stall.1, Ordering::Relaxed);
         // Steady load: an echo on every channel each 100 ms, a broadcast on every fourth.
         for (i, ch) in chans.iter().enumerate() {
-            let event = if (tick + i as u64) % 4 == 0 { &new_msg } else { &echo };
+            let event = if (tick + i as u64) % 4 == 0 {
+                &new_msg
+            } else {
+                &echo
+            };
             unsafe {
                 // State errors (a channel between attempts) are fine: skip.
                 phx_channel_push(
@@ -351,7 +359,11 @@ fn main() {
                 let ok_pushes = PUSH_OK.load(Ordering::Relaxed);
                 println!(
                     "soak {}",
-                    if pass && ok_pushes > 0 { "PASSED" } else { "FAILED" }
+                    if pass && ok_pushes > 0 {
+                        "PASSED"
+                    } else {
+                        "FAILED"
+                    }
                 );
                 unsafe {
                     for c in chans {
