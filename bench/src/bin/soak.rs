@@ -6,7 +6,9 @@
 //! fault proxy every few seconds. One socket's event-queue consumer stalls for a while. Every
 //! minute it prints the process's RSS, open descriptors and threads. It passes when, at the
 //! end, RSS is less than 5 % above the figure after the first minute and descriptors and
-//! threads have not grown (both measured with every socket connected and every channel joined).
+//! threads have not grown. Every figure is taken with every socket connected and every channel
+//! joined, after `malloc_trim(0)` (glibc) so the allocator's retention of freed pages is not
+//! mistaken for growth; the raw RSS and the heap in use (`mallinfo2`) are printed beside it.
 //!
 //! Environment: `SOAK_SECS` (600), `SOAK_FAULT_SECS` (4), `SOAK_REPORT_SECS` (60).
 
@@ -81,12 +83,44 @@ fn control(base: &str, path: &str) {
 
 #[derive(Clone, Copy)]
 struct Usage {
+    /// RSS as it is.
+    raw_rss_kib: u64,
+    /// RSS once the allocator has given its free pages back (`malloc_trim`): what the
+    /// process holds, without the allocator's retention.
     rss_kib: u64,
+    /// Bytes the allocator has handed out and not got back (`mallinfo2`).
+    heap_kib: u64,
     fds: usize,
     threads: u64,
 }
 
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_and_heap_kib() -> u64 {
+    // SAFETY: plain glibc calls without pointers.
+    unsafe {
+        libc::malloc_trim(0);
+        let m = libc::mallinfo2();
+        ((m.uordblks + m.hblkhd) / 1024) as u64
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_and_heap_kib() -> u64 {
+    0
+}
+
 fn usage() -> Usage {
+    let raw_rss_kib = rss_kib();
+    let heap_kib = trim_and_heap_kib();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -96,7 +130,9 @@ fn usage() -> Usage {
             .unwrap_or(0)
     };
     Usage {
-        rss_kib: field("VmRSS:"),
+        raw_rss_kib,
+        rss_kib: rss_kib(),
+        heap_kib,
         fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()),
         threads: field("Threads:"),
     }
@@ -290,7 +326,7 @@ fn main() {
     let mut next_report = start + report_every;
     let mut baseline: Option<Usage> = None;
     let mut tick = 0u64;
-    println!("   min    RSS KiB   fds  threads   pushes ok / other    events  dropped  faults");
+    println!("   min    RSS KiB  (raw)  heap KiB   fds  threads   pushes ok / other    events  dropped  faults chans  held");
     loop {
         let now = start.elapsed();
         stalled.store(now >= stall.0 && now < stall.1, Ordering::Relaxed);
@@ -316,20 +352,32 @@ fn main() {
         tick += 1;
         let last = now >= total;
         if Instant::now() >= next_report || last {
-            let measured = baseline.is_none() || last;
-            if measured {
-                // Figures compared across the run: taken with no fault under way and every
-                // channel joined, so connections in transition do not count.
+            {
+                // Every figure is taken with no fault under way and every channel joined, so
+                // connections in transition do not count.
                 pause_faults.store(true, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(2500)); // a fault being held ends
                 control(&control_base, "/clear");
                 wait_joined("measurement");
             }
             let u = usage();
+            // What the engines hold: channels, and operations or frames still in their tables.
+            let (mut tracked, mut held) = (0, 0);
+            for sock in &sockets {
+                let st = unsafe { phx::ffi::testing::engine_stats(sock.0) };
+                tracked += st.channels;
+                held += st.pending_replies
+                    + st.buffered_pushes
+                    + st.operation_timers
+                    + st.outbox
+                    + st.held_presence_diffs;
+            }
             println!(
-                "{:>6.1} {:>10} {:>5} {:>8} {:>10} / {:<8} {:>9} {:>8} {:>7}",
+                "{:>6.1} {:>10} {:>6} {:>9} {:>5} {:>8} {:>10} / {:<8} {:>9} {:>8} {:>7} {:>5} {:>5}",
                 start.elapsed().as_secs_f64() / 60.0,
                 u.rss_kib,
+                u.raw_rss_kib,
+                u.heap_kib,
                 u.fds,
                 u.threads,
                 PUSH_OK.load(Ordering::Relaxed),
@@ -337,6 +385,8 @@ fn main() {
                 EVENTS.load(Ordering::Relaxed),
                 DROPPED.load(Ordering::Relaxed),
                 FAULTS.load(Ordering::Relaxed),
+                tracked,
+                held,
             );
             if baseline.is_none() {
                 baseline = Some(u);
@@ -346,16 +396,21 @@ fn main() {
             if last {
                 let b = baseline.unwrap();
                 let growth = (u.rss_kib as f64 / b.rss_kib as f64 - 1.0) * 100.0;
+                let raw = (u.raw_rss_kib as f64 / b.raw_rss_kib as f64 - 1.0) * 100.0;
+                let heap = (u.heap_kib as f64 / b.heap_kib.max(1) as f64 - 1.0) * 100.0;
                 println!(
-                    "after the first minute: RSS {} -> {} KiB ({growth:+.2} %), fds {} -> {}, threads {} -> {}",
-                    b.rss_kib, u.rss_kib, b.fds, u.fds, b.threads, u.threads
+                    "after the first minute: RSS {} -> {} KiB ({growth:+.2} %; raw {} -> {} KiB, {raw:+.2} %; heap in use {} -> {} KiB, {heap:+.2} %), fds {} -> {}, threads {} -> {}",
+                    b.rss_kib, u.rss_kib, b.raw_rss_kib, u.raw_rss_kib, b.heap_kib, u.heap_kib, b.fds, u.fds, b.threads, u.threads
                 );
                 stop.store(true, Ordering::Relaxed);
                 let _ = fault_thread.join();
                 for c in consumers {
                     let _ = c.join();
                 }
-                let pass = growth < 5.0 && u.fds <= b.fds && u.threads <= b.threads;
+                let pass = growth < 5.0
+                    && u.fds <= b.fds
+                    && u.threads <= b.threads
+                    && tracked == SOCKETS * CHANNELS;
                 let ok_pushes = PUSH_OK.load(Ordering::Relaxed);
                 println!(
                     "soak {}",
