@@ -77,6 +77,10 @@ class ReasonKind(enum.IntEnum):
     CONNECT_TIMEOUT = 5
     PROTOCOL = 6
     CLIENT_CLOSED = 7
+    #: Stopped reconnecting after ``max_refusals`` refused upgrades; ``code`` is the last status.
+    GAVE_UP = 8
+    #: The connect provider failed or did not answer within ``provider_timeout``.
+    PROVIDER = 9
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,9 @@ class DisconnectReason:
     code: int
     #: A human-readable description, e.g. ``"upgrade refused: HTTP 403"``.
     text: str
+    #: For ``HTTP_STATUS``: the response's ``Retry-After`` in seconds (the next attempt waits at
+    #: least that long); ``None`` when absent.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
