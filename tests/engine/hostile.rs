@@ -134,7 +134,7 @@ fn debug_lines(events: &mut Events) -> Vec<String> {
         .drain()
         .into_iter()
         .filter_map(|e| match e {
-            Ev::Log(LogLevel::Debug, m) => Some(m),
+            Ev::Log(LogLevel::Debug, m) if m.starts_with("dropped") => Some(m),
             _ => None,
         })
         .collect()
@@ -239,7 +239,7 @@ async fn frames_that_are_not_json_or_not_for_us_are_dropped_with_a_reason() {
     let debug: Vec<_> = all
         .iter()
         .filter_map(|e| match e {
-            Ev::Log(LogLevel::Debug, m) => Some(m.as_str()),
+            Ev::Log(LogLevel::Debug, m) if m.starts_with("dropped") => Some(m.as_str()),
             _ => None,
         })
         .collect();
