@@ -445,7 +445,7 @@ async fn a_stalled_tls_handshake_ends_at_the_connect_timeout() {
             held.push(s);
         }
     });
-    let mut config = Config::new(format!("wss://localhost:{}/socket/websocket", addr.port()));
+    let mut config = Config::new(format!("wss://127.0.0.1:{}/socket/websocket", addr.port()));
     config.connect_timeout = ms(300);
     config.reconnect_schedule = millis(&[50]);
     let socket = Socket::new(config, &tokio::runtime::Handle::current()).unwrap();
