@@ -200,6 +200,8 @@ pub(crate) struct Conn {
     /// Frames in `outbox` that were not withdrawn.
     live: usize,
     unflushed: bool,
+    /// Frames and bytes handed to the stream (the socket's statistics).
+    pub(crate) sent: super::metrics::Traffic,
 }
 
 impl Conn {
@@ -210,6 +212,7 @@ impl Conn {
             front: 0,
             live: 0,
             unflushed: false,
+            sent: Default::default(),
         }
     }
 
@@ -250,6 +253,7 @@ impl Conn {
                     let msg = self.outbox.pop_front().flatten().expect("a live frame");
                     self.front += 1;
                     self.live -= 1;
+                    self.sent.add(&msg);
                     Pin::new(&mut self.ws).start_send(msg)?;
                     self.unflushed = true;
                 }

@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod invariants;
 mod live;
+mod policies;
 mod presence;
 mod socket;
 mod support;
