@@ -5,6 +5,7 @@ mod auth;
 mod calls;
 mod channel;
 mod faults;
+mod hostile;
 mod invariants;
 mod live;
 mod policies;
