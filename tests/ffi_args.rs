@@ -361,7 +361,7 @@ fn binary_fields_over_255_bytes_are_invalid() {
 #[test]
 fn status_str_for_every_value() {
     let mut texts = std::collections::HashSet::new();
-    for v in 0..=11u32 {
+    for v in 0..=14u32 {
         let t = unsafe { CStr::from_ptr(phx_status_str(v)) }
             .to_str()
             .unwrap();
@@ -380,7 +380,7 @@ fn status_str_for_every_value() {
             .unwrap(),
         "ok"
     );
-    for v in [12, 100, u32::MAX] {
+    for v in [15, 100, u32::MAX] {
         let t = unsafe { CStr::from_ptr(phx_status_str(v)) }
             .to_str()
             .unwrap();
@@ -401,6 +401,9 @@ fn status_str_for_every_value() {
         (PHX_ERR_WRONG_THREAD, 9),
         (PHX_ERR_AGAIN, 10),
         (PHX_ERR_INTERNAL, 11),
+        (PHX_ERR_QUEUE_FULL, 12),
+        (PHX_ERR_BUFFER_FULL, 13),
+        (PHX_ERR_TOO_MANY_CHANNELS, 14),
     ];
     for (s, v) in expected {
         assert_eq!(s as u32, v);

@@ -144,6 +144,7 @@ pub(crate) fn reason_of(e: tungstenite::Error) -> DisconnectReason {
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
         ) => DisconnectReason::Io("connection reset without a close frame".into()),
         tungstenite::Error::Protocol(p) => DisconnectReason::Protocol(p.to_string()),
+        tungstenite::Error::Capacity(c) => DisconnectReason::FrameTooLarge(c.to_string()),
         other => DisconnectReason::Protocol(other.to_string()),
     }
 }
@@ -158,6 +159,8 @@ pub(crate) struct Conn {
     front: u64,
     /// Frames in `outbox` that were not withdrawn.
     live: usize,
+    /// Bytes of those frames (what [`Config::max_write_queue_bytes`] bounds).
+    bytes: usize,
     unflushed: bool,
 }
 
@@ -168,12 +171,14 @@ impl Conn {
             outbox: VecDeque::new(),
             front: 0,
             live: 0,
+            bytes: 0,
             unflushed: false,
         }
     }
 
     /// Queues a frame; returns its position, by which [`Conn::withdraw`] can take it back.
     pub(crate) fn queue(&mut self, msg: WsMessage) -> u64 {
+        self.bytes += msg.len();
         self.outbox.push_back(Some(msg));
         self.live += 1;
         self.front + self.outbox.len() as u64 - 1
@@ -186,14 +191,20 @@ impl Conn {
             return; // written already
         };
         if let Some(slot) = self.outbox.get_mut(index as usize) {
-            if slot.take().is_some() {
+            if let Some(msg) = slot.take() {
                 self.live -= 1;
+                self.bytes -= msg.len();
             }
         }
     }
 
     pub(crate) fn queued(&self) -> usize {
         self.live
+    }
+
+    /// Bytes of the frames waiting in the queue.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Moves queued frames into the stream and flushes; `Err` means the connection is broken.
@@ -209,6 +220,7 @@ impl Conn {
                     let msg = self.outbox.pop_front().flatten().expect("a live frame");
                     self.front += 1;
                     self.live -= 1;
+                    self.bytes -= msg.len();
                     Pin::new(&mut self.ws).start_send(msg)?;
                     self.unflushed = true;
                 }

@@ -64,6 +64,9 @@ pub enum phx_reason_kind_t {
     PHX_REASON_PROTOCOL = 6,
     /// The client closed it (`phx_socket_disconnect`).
     PHX_REASON_CLIENT_CLOSED = 7,
+    /// The server sent a frame over the size limit (`phx_options_set_max_frame_size`); the
+    /// client closed the connection with `code` 1009 (message too big).
+    PHX_REASON_FRAME_TOO_LARGE = 8,
 }
 
 /// Severity of a log line (`on_log`'s `level`).
@@ -235,6 +238,7 @@ impl phx_reason_t {
             DisconnectReason::ConnectTimeout => (PHX_REASON_CONNECT_TIMEOUT, 0),
             DisconnectReason::Protocol(_) => (PHX_REASON_PROTOCOL, 0),
             DisconnectReason::ClientClosed => (PHX_REASON_CLIENT_CLOSED, 0),
+            DisconnectReason::FrameTooLarge(_) => (PHX_REASON_FRAME_TOO_LARGE, 1009),
         };
         out.kind = kind as u32;
         out.code = code;

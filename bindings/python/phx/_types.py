@@ -64,6 +64,9 @@ class Status(enum.IntEnum):
     WRONG_THREAD = 9
     AGAIN = 10
     INTERNAL = 11
+    QUEUE_FULL = 12
+    BUFFER_FULL = 13
+    TOO_MANY_CHANNELS = 14
 
 
 class ReasonKind(enum.IntEnum):
@@ -77,6 +80,7 @@ class ReasonKind(enum.IntEnum):
     CONNECT_TIMEOUT = 5
     PROTOCOL = 6
     CLIENT_CLOSED = 7
+    FRAME_TOO_LARGE = 8
 
 
 @dataclass(frozen=True)

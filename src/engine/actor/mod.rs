@@ -603,6 +603,7 @@ impl Actor {
             buffer_slots: self.channels.values().map(|c| c.buffer.len()).sum(),
             held_presence_diffs: self.channels.values().map(|c| c.presence.held_back()).sum(),
             cached_channels: 0,
+            outbox_bytes: self.conn.as_ref().map_or(0, Conn::queued_bytes),
         }
     }
 }
