@@ -266,7 +266,15 @@ pub(crate) async fn run(
         stopped: false,
     };
     while !actor.stopped {
-        let event = std::future::poll_fn(|cx| actor.poll_event(cx)).await;
+        let event = std::future::poll_fn(|cx| {
+            let polled = actor.poll_event(cx);
+            if polled.is_pending() {
+                runtime::end_batch();
+            }
+            polled
+        })
+        .await;
+        runtime::begin_batch();
         runtime::set_isolated(actor.isolated);
         // A panic here is a libphx bug; keep it from killing the task silently mid-state.
         let handled = catch_unwind(AssertUnwindSafe(|| actor.handle(event)));
@@ -274,6 +282,7 @@ pub(crate) async fn run(
             actor.log(LogLevel::Error, "internal error: event handler panicked");
         }
     }
+    runtime::end_batch();
 }
 
 impl Actor {
