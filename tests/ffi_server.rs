@@ -1140,7 +1140,7 @@ unsafe fn take_batches(
     let mut got = Vec::new();
     let mut calls = 0;
     let mut buf = vec![null_mut(); max + 1];
-    let sentinel = 0x1 as *mut phx_event_t;
+    let sentinel = std::ptr::dangling_mut::<phx_event_t>();
     buf[max] = sentinel;
     while !done(&got) {
         let mut n = usize::MAX;
