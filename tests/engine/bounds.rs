@@ -133,31 +133,8 @@ async fn joins_past_the_channel_limit_fail_at_once() {
     join_ok(&socket.channel("room:d")).await;
 }
 
-/// A frame over `max_frame_size` ends the connection with reason `FrameTooLarge` (reported
-/// by the state event and `last_reason`); the socket reconnects and the channel rejoins.
-#[tokio::test(start_paused = true)]
-async fn an_oversize_frame_ends_the_connection_and_reconnection_follows() {
-    let world = World::new().await;
-    let mut config = world.config();
-    config.max_frame_size = 1024;
-    let (socket, mut events) = world.connected_with(config).await;
-    let (ch, mut chev) = channel(&socket, "room:lobby");
-    join_ok(&ch).await;
-    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000));
-    let rx = push(&ch, "echo", &big);
-    let (_, reason) = events.reconnecting().await;
-    assert!(
-        matches!(&reason, Some(DisconnectReason::FrameTooLarge(t)) if t.contains("1024")),
-        "{reason:?}"
-    );
-    assert_eq!(socket.last_reason(), reason);
-    assert_eq!(done(rx).await.status, Status::Disconnected);
-    events.socket(SocketState::Connected).await;
-    assert_eq!(chev.rejoin().await.1, Status::Ok);
-    assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
-}
-
-/// On the wire: the client answers an oversize frame with a close frame, code 1009.
+/// On the wire: the client answers an oversize frame with a close frame, code 1009 (the
+/// reason and the reconnection: `faults::oversize_frame_from_the_server_drops_the_connection_with_a_clear_reason`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_frame_is_answered_with_close_code_1009() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
