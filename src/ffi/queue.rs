@@ -643,6 +643,27 @@ mod model {
     }
 
     #[test]
+    fn a_batch_taker_gets_every_event_once() {
+        loom::model(|| {
+            let queue = EventQueue::new(4, usize::MAX, None);
+            let q = queue.clone();
+            let waiter = loom::thread::spawn(move || {
+                let mut n = 0;
+                let _ = q.next_batch(u64::MAX, 4, |_| n += 1);
+                n
+            });
+            queue.push(&message(), true);
+            queue.push(&message(), true);
+            queue.close();
+            let taken = waiter.join().unwrap();
+            let mut left = 0;
+            let _ = queue.next_batch(0, 4, |_| left += 1);
+            assert!(taken >= 1, "a waiter returns with at least one event");
+            assert_eq!(taken + left, 2);
+        });
+    }
+
+    #[test]
     fn two_waiters_two_events_each_taken_once() {
         loom::model(|| {
             let queue = EventQueue::new(4, usize::MAX, None);
