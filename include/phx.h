@@ -246,7 +246,8 @@ enum phx_reason_kind_t
      */
     PHX_REASON_CLOSE_FRAME = 1,
     /**
-     * The upgrade was refused; `code` is the HTTP status (403 for a rejected token).
+     * The upgrade was refused; `code` is the HTTP status (401/403 for a rejected token, 429
+     * when throttled, 5xx), `retry_after_ms` its `Retry-After`.
      */
     PHX_REASON_HTTP_STATUS = 2,
     /**
@@ -270,10 +271,21 @@ enum phx_reason_kind_t
      */
     PHX_REASON_CLIENT_CLOSED = 7,
     /**
+     * The socket stopped reconnecting after `phx_options_set_max_refusals` consecutive refused
+     * upgrades; `code` is the last HTTP status. Terminal: the socket is
+     * `PHX_SOCKET_DISCONNECTED` until `phx_socket_connect` is called again.
+     */
+    PHX_REASON_GAVE_UP = 8,
+    /**
+     * The connect provider (`phx_options_set_connect_provider`) failed the attempt or did not
+     * answer in time.
+     */
+    PHX_REASON_PROVIDER = 9,
+    /**
      * The server sent a frame over the size limit (`phx_options_set_max_frame_size`); the
      * client closed the connection with `code` 1009 (message too big).
      */
-    PHX_REASON_FRAME_TOO_LARGE = 8,
+    PHX_REASON_FRAME_TOO_LARGE = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -365,9 +377,30 @@ typedef struct phx_options_t phx_options_t;
 typedef struct phx_presence_t phx_presence_t;
 
 /**
+ * One connection attempt's request for credentials (opaque). Answered exactly once with
+ * `phx_provide_complete` or `phx_provide_fail`, which free it.
+ */
+typedef struct phx_provide_t phx_provide_t;
+
+/**
  * A Phoenix socket (opaque). Created by `phx_socket_new`, freed by `phx_socket_free`.
  */
 typedef struct phx_socket_t phx_socket_t;
+
+/**
+ * The connect provider's callback: asked for the params and token of the next connection
+ * attempt. Called on a library thread with the `user_data` given to
+ * `phx_options_set_connect_provider` and a request owned by the application from then on,
+ * to be answered exactly once, now or later, from any thread.
+ */
+typedef void (*phx_provide_fn)(void *user_data,
+                               struct phx_provide_t *request);
+
+/**
+ * Releases a registration's `user_data`; called exactly once, after the last call that
+ * receives that `user_data`.
+ */
+typedef void (*phx_free_fn)(void *user_data);
 
 /**
  * Why a connection ended: a plain value, entirely owned by whoever holds it (no pointers).
@@ -388,9 +421,15 @@ typedef struct phx_reason_t {
     size_t text_len;
     /**
      * A human-readable description, NUL-terminated UTF-8, cut at a character boundary to fit
-     * (at most `PHX_REASON_TEXT_CAP - 1` bytes); empty for `PHX_REASON_NONE`.
+     * (at most `PHX_REASON_TEXT_CAP - 1` bytes); empty for `PHX_REASON_NONE`. Never holds the
+     * URL's params or the auth token.
      */
     char text[PHX_REASON_TEXT_CAP];
+    /**
+     * For `PHX_REASON_HTTP_STATUS`: the response's `Retry-After` in milliseconds (given in
+     * seconds by the server; the next attempt waits at least that long); 0 when absent.
+     */
+    uint64_t retry_after_ms;
 } phx_reason_t;
 
 /**
@@ -414,12 +453,6 @@ typedef struct phx_socket_handler_t {
                    uint32_t level,
                    const char *message);
 } phx_socket_handler_t;
-
-/**
- * Releases a registration's `user_data`; called exactly once, after the last call that
- * receives that `user_data`.
- */
-typedef void (*phx_free_fn)(void *user_data);
 
 /**
  * An application message a channel received. Every pointer is borrowed for the duration of
@@ -706,6 +739,70 @@ phx_status_t phx_options_set_ca_pem(struct phx_options_t *o,
                                     const char *pem);
 
 /**
+ * Sets the auth token, sent as Phoenix 1.8 reads it (a socket mounted with
+ * `auth_token: true` hands it to `connect/3` as `connect_info.auth_token`): the WebSocket
+ * subprotocols `phoenix` and `base64url.bearer.phx.<token in standard base64, unpadded>`,
+ * never in the URL, never in log lines. The server must select `phoenix`; an upgrade that
+ * does not fails the attempt (`PHX_REASON_PROTOCOL`). Replaces any token set before.
+ * `token` (NUL-terminated UTF-8) is borrowed for the call and copied. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL or invalid UTF-8; the options are unchanged then. Any
+ * thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_auth_token(struct phx_options_t *o,
+                                        const char *token);
+
+/**
+ * Adds an HTTP header to the upgrade request (`Authorization`, `X-Api-Key`, ...), after those
+ * added before. `name` and `value` (NUL-terminated UTF-8) are borrowed for the call and
+ * copied. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, a name or value that
+ * is not valid HTTP (a line break, say), or a header of the WebSocket handshake itself
+ * (`Host`, `Connection`, `Upgrade`, `Sec-WebSocket-*`); the options are unchanged then. Any
+ * thread, one at a time per options object.
+ */
+phx_status_t phx_options_add_header(struct phx_options_t *o,
+                                    const char *name,
+                                    const char *value);
+
+/**
+ * Stops reconnecting after `n` consecutive refused upgrades (any HTTP status instead of
+ * 101): the socket becomes `PHX_SOCKET_DISCONNECTED` with reason `PHX_REASON_GAVE_UP` until
+ * `phx_socket_connect` is called again. The count restarts whenever a connection opens. 0 (the
+ * default): never stop. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, one at a
+ * time per options object.
+ */
+phx_status_t phx_options_set_max_refusals(struct phx_options_t *o,
+                                          uint32_t n);
+
+/**
+ * Sets the connect provider: `provide` is called before every connection attempt (the first
+ * and every reconnect) for the params and token of that attempt, so an expired token is
+ * replaced before reconnecting. Replaces any provider set before (the old one's
+ * `free_user_data` runs once no socket uses it).
+ *
+ * - `provide`: called on a library thread, in the socket's task, with `user_data` and a
+ *   request the application answers exactly once, now or later, from any thread, with
+ *   `phx_provide_complete` or `phx_provide_fail`. It must return quickly (hand a slow token
+ *   refresh to a thread of its own); other sockets keep running meanwhile.
+ * - `timeout_ms`: how long an attempt waits for the answer (> 0); past it the attempt fails
+ *   with `PHX_REASON_PROVIDER` and the reconnect schedule goes on (a late answer is then
+ *   accepted and ignored).
+ * - `free_user_data` (nullable): called exactly once with `user_data`, by whichever of
+ *   `phx_options_free` and the `phx_socket_free` of the sockets created from these options
+ *   comes last (or when the provider is replaced on options no socket was created from).
+ *
+ * What the provider answers replaces the params (`phx_options_set_params_json`) and the auth
+ * token (`phx_options_set_auth_token`) for that attempt. Ownership: on `PHX_OK` the options
+ * own `user_data` (released through `free_user_data`); on an error nothing is consumed.
+ * Returns `PHX_ERR_INVALID_ARGUMENT` for NULL `o` or `provide`, or `timeout_ms` 0. Any thread,
+ * one at a time per options object.
+ */
+phx_status_t phx_options_set_connect_provider(struct phx_options_t *o,
+                                              phx_provide_fn provide,
+                                              void *user_data,
+                                              phx_free_fn free_user_data,
+                                              uint64_t timeout_ms);
+
+/**
  * Sets the largest frame (and message) accepted from the server, in bytes (> 0; default
  * 16777216, 16 MiB). A larger one ends the connection: the client closes it with code 1009,
  * reports reason `PHX_REASON_FRAME_TOO_LARGE` (socket state event, `phx_socket_last_reason`)
@@ -756,6 +853,33 @@ phx_status_t phx_options_set_max_event_queue_bytes(struct phx_options_t *o,
                                                    size_t bytes);
 
 /**
+ * Answers `request` with the attempt's params and token, and frees it.
+ *
+ * - `params_json` (nullable): a JSON object whose values are strings, numbers or booleans,
+ *   as for `phx_options_set_params_json`; NULL: no params.
+ * - `auth_token` (nullable): the token, as for `phx_options_set_auth_token`; NULL: none.
+ *
+ * Both are borrowed for the call and copied; together they replace the options' params and
+ * token for this attempt. An answer that comes after the attempt stopped waiting (timeout,
+ * `phx_socket_disconnect`, socket freed) is accepted and ignored. Returns `PHX_OK` (the
+ * request is freed), or `PHX_ERR_INVALID_ARGUMENT` for a NULL request, invalid UTF-8 or
+ * invalid params; the request is then NOT consumed: answer it again. Any thread, once per
+ * request.
+ */
+phx_status_t phx_provide_complete(struct phx_provide_t *request,
+                                  const char *params_json,
+                                  const char *auth_token);
+
+/**
+ * Answers `request` with a failure and frees it: the attempt fails with `PHX_REASON_PROVIDER`
+ * and `reason` as its text (nullable; NUL-terminated UTF-8, borrowed for the call; it is
+ * logged, so it must not hold a secret), and the reconnect schedule goes on. NULL `request`
+ * is a no-op. Any thread, once per request.
+ */
+void phx_provide_fail(struct phx_provide_t *request,
+                      const char *reason);
+
+/**
  * Creates a socket for `url` (`ws://` or `wss://`, e.g. `ws://host:4000/socket/websocket`;
  * `vsn=2.0.0` and the options' params are appended). Nothing connects until
  * `phx_socket_connect`.
@@ -788,7 +912,8 @@ phx_status_t phx_socket_connect(struct phx_socket_t *s);
  * (`phx_options_set_connect_timeout_ms`, 10 s by default). Returns `PHX_OK` once connected
  * (at once if it already is), `PHX_ERR_TIMEOUT` if it is not connected in time (the socket
  * keeps trying in the background), `PHX_ERR_CLOSED` if `phx_socket_disconnect` is called (on
- * another thread) after this call began, or if the socket is freed meanwhile (the call keeps
+ * another thread) after this call began, if the socket stops reconnecting meanwhile
+ * (`phx_options_set_max_refusals`), or if the socket is freed meanwhile (the call keeps
  * what it uses alive; see `phx_socket_free`), `PHX_ERR_WRONG_THREAD` on a library thread
  * (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but library threads,
  * concurrently.

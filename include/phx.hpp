@@ -138,6 +138,44 @@ struct Reason {
     std::uint32_t kind = PHX_REASON_NONE;  // a PHX_REASON_* value
     std::uint32_t code = 0;                // close code or HTTP status
     std::string text;
+    std::uint64_t retry_after_ms = 0;      // PHX_REASON_HTTP_STATUS: the Retry-After; 0: none
+};
+
+/// One connection attempt's request for params and token (see Options::connect_provider).
+/// Move-only; answer it once, from any thread. Destroyed unanswered, it fails the attempt.
+class ProvideRequest {
+  public:
+    explicit ProvideRequest(phx_provide_t *r) noexcept : r_(r) {}
+    ProvideRequest(ProvideRequest &&o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+    ProvideRequest &operator=(ProvideRequest &&o) noexcept {
+        if (this != &o) {
+            fail("the request was replaced unanswered");
+            r_ = o.r_;
+            o.r_ = nullptr;
+        }
+        return *this;
+    }
+    ProvideRequest(const ProvideRequest &) = delete;
+    ProvideRequest &operator=(const ProvideRequest &) = delete;
+    ~ProvideRequest() { fail("the request was dropped unanswered"); }
+
+    /// Answers with the params (a JSON object, empty: none) and the token (absent: none).
+    /// Status::invalid_argument for bad params leaves the request unanswered.
+    Status complete(const std::string &params_json, const std::optional<std::string> &auth_token = std::nullopt) noexcept {
+        if (r_ == nullptr) return Status::invalid_argument;
+        phx_status_t s = phx_provide_complete(r_, params_json.empty() ? nullptr : params_json.c_str(),
+                                              auth_token ? auth_token->c_str() : nullptr);
+        if (s == PHX_OK) r_ = nullptr;
+        return static_cast<Status>(s);
+    }
+    /// Fails the attempt with `reason` (logged: no secrets in it).
+    void fail(const char *reason) noexcept {
+        if (r_ != nullptr) phx_provide_fail(r_, reason);
+        r_ = nullptr;
+    }
+
+  private:
+    phx_provide_t *r_ = nullptr;
 };
 
 #if PHX_HPP_EXCEPTIONS
@@ -179,6 +217,16 @@ struct Options {
     std::vector<std::uint64_t> reconnect_schedule_ms;
     std::vector<std::uint64_t> rejoin_schedule_ms;
     std::string ca_pem;
+    /// Auth token sent as Phoenix 1.8 reads it (subprotocols; see phx_options_set_auth_token).
+    std::optional<std::string> auth_token;
+    /// Extra headers on the upgrade request, in order.
+    std::vector<std::pair<std::string, std::string>> headers;
+    /// Stop reconnecting after this many consecutive refused upgrades (0: never).
+    std::uint32_t max_refusals = 0;
+    /// Asked before every connection attempt, on a libphx thread; answers through the request,
+    /// now or later, from any thread (see phx_options_set_connect_provider). Must not throw.
+    std::function<void(ProvideRequest)> connect_provider;
+    std::uint64_t provider_timeout_ms = 10000;
     // Bounds (0: libphx's default; see "Bounds" in docs/c-api.md).
     std::size_t max_frame_size = 0;         // 16 MiB
     std::size_t max_write_queue_bytes = 0;  // 8 MiB
@@ -216,7 +264,18 @@ inline std::optional<Response> response_of(const phx_reply_t *r) {
     return out;
 }
 
-inline Reason reason_of(const phx_reason_t &r) { return Reason{r.kind, r.code, std::string(r.text, r.text_len)}; }
+inline Reason reason_of(const phx_reason_t &r) {
+    return Reason{r.kind, r.code, std::string(r.text, r.text_len), r.retry_after_ms};
+}
+
+// The connect provider's callable; released by libphx (free_user_data).
+struct ProviderBox {
+    std::function<void(ProvideRequest)> fn;
+    static void provide(void *u, phx_provide_t *request) noexcept {
+        static_cast<ProviderBox *>(u)->fn(ProvideRequest(request));
+    }
+    static void release(void *u) noexcept { delete static_cast<ProviderBox *>(u); }
+};
 
 // The completion of one operation; owned by libphx from a successful call until it fires.
 struct Pending {
@@ -471,6 +530,15 @@ class Socket {
         if (!opts.rejoin_schedule_ms.empty())
             set(phx_options_set_rejoin_schedule_ms(o, opts.rejoin_schedule_ms.data(), opts.rejoin_schedule_ms.size()));
         if (!opts.ca_pem.empty()) set(phx_options_set_ca_pem(o, opts.ca_pem.c_str()));
+        if (opts.auth_token) set(phx_options_set_auth_token(o, opts.auth_token->c_str()));
+        for (const auto &h : opts.headers) set(phx_options_add_header(o, h.first.c_str(), h.second.c_str()));
+        if (opts.max_refusals) set(phx_options_set_max_refusals(o, opts.max_refusals));
+        if (opts.connect_provider && s == PHX_OK) {
+            auto *box = new detail::ProviderBox{opts.connect_provider};
+            s = phx_options_set_connect_provider(o, &detail::ProviderBox::provide, box,
+                                                 &detail::ProviderBox::release, opts.provider_timeout_ms);
+            if (s != PHX_OK) delete box;
+        }
         if (opts.max_frame_size) set(phx_options_set_max_frame_size(o, opts.max_frame_size));
         if (opts.max_write_queue_bytes) set(phx_options_set_max_write_queue_bytes(o, opts.max_write_queue_bytes));
         if (opts.max_buffered_pushes) set(phx_options_set_max_buffered_pushes(o, opts.max_buffered_pushes));

@@ -7,9 +7,9 @@
 
 use phx::protocol::{
     decode_binary_client, decode_binary_server, decode_reply, decode_text, encode_binary_broadcast,
-    encode_binary_push, encode_binary_reply, encode_binary_server_push, encode_text, is_valid_json,
-    write_json_string, DecodeError, EncodeError, Frame, Payload, Reply, MAX_BINARY_FIELD,
-    PHX_REPLY,
+    encode_binary_push, encode_binary_reply, encode_binary_server_push, encode_text,
+    encode_text_prepared, is_valid_json, write_json_string, DecodeError, EncodeError, Frame,
+    Payload, Reply, MAX_BINARY_FIELD, PHX_REPLY,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -236,6 +236,25 @@ proptest! {
             serde_json::json!([join_ref, ref_, topic, event, value])
         );
         prop_assert_eq!(f.reply().is_some(), is_reply);
+    }
+
+    #[test]
+    fn prepared_push_frames_are_the_plain_encoders_bytes(
+        join_ref in any::<u64>(),
+        ref_ in any::<u64>(),
+        topic in text_field(),
+        event in text_field(),
+        (_, payload) in json_payload(),
+    ) {
+        let (jr, r) = (join_ref.to_string(), ref_.to_string());
+        let mut plain = String::new();
+        encode_text(&mut plain, Some(&jr), Some(&r), &topic, &event, &payload);
+        let mut topic_json = String::new();
+        write_json_string(&mut topic_json, &topic);
+        let mut prepared = String::new();
+        encode_text_prepared(&mut prepared, &jr, &r, &topic_json, &event, &payload);
+        prop_assert_eq!(&prepared, &plain);
+        prop_assert_eq!(prepared.len(), prepared.capacity());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Socket configuration: the seed's defaults, every one of them adjustable.
 
+use super::auth::Provider;
 use std::time::Duration;
 
 /// Everything a socket can be configured with. `Config::new(url)` gives the defaults of the
@@ -32,6 +33,26 @@ pub struct Config {
     /// a self-signed certificate. Empty (the default): Mozilla's roots only. Invalid PEM makes
     /// socket creation fail. Not examined in a build without the `tls` feature.
     pub extra_root_certs_pem: Vec<u8>,
+    /// Auth token sent as Phoenix 1.8 reads it (a socket mounted with `auth_token: true` hands
+    /// it to `connect/3` as `connect_info.auth_token`): subprotocols `phoenix` and
+    /// `base64url.bearer.phx.<token in base64>`, never in the URL. The server must select
+    /// `phoenix`; an upgrade that does not is a failed attempt. `None` (the default): no
+    /// subprotocol is requested.
+    pub auth_token: Option<String>,
+    /// Extra HTTP headers on the upgrade request (`Authorization`, `X-Api-Key`, ...), in
+    /// order. Names and values must be valid HTTP; the handshake's own headers (`Host`,
+    /// `Connection`, `Upgrade`, `Sec-WebSocket-*`) are refused at socket creation.
+    pub headers: Vec<(String, String)>,
+    /// Stop reconnecting after this many consecutive refused upgrades (any HTTP status
+    /// instead of 101), with [`DisconnectReason::GaveUp`](crate::engine::DisconnectReason);
+    /// the count restarts when a connection opens. 0 (the default): never stop.
+    pub max_refusals: u32,
+    /// Asked for fresh params and token before every connection attempt; what it answers
+    /// replaces `params` and `auth_token`. `None` (the default): those fields are used.
+    pub connect_provider: Option<Provider>,
+    /// How long an attempt waits for the connect provider's answer (10 s) before it fails
+    /// and the reconnect schedule goes on.
+    pub provider_timeout: Duration,
     /// Bytes of frames waiting in the connection's write queue beyond which pushes are refused
     /// with [`Status::WriteQueueFull`](crate::engine::Status::WriteQueueFull) (8 MiB). Joins,
     /// leaves and heartbeats are always queued: a peer that stops reading can make the queue
@@ -69,6 +90,11 @@ impl Config {
             max_frame_size: 16 << 20,
             read_buffer_size: 8 << 10,
             extra_root_certs_pem: Vec::new(),
+            auth_token: None,
+            headers: Vec::new(),
+            max_refusals: 0,
+            connect_provider: None,
+            provider_timeout: Duration::from_secs(10),
             max_write_queue_bytes: 8 << 20,
             max_buffered_pushes: 1024,
             max_channels: 100,

@@ -102,13 +102,23 @@ impl Connector for TcpConnector {
 
 pub(crate) type Ws = WebSocketStream<BoxIo>;
 
-/// Opens a connection: byte stream, then the WebSocket upgrade, within the connect timeout.
+/// Opens a connection: byte stream, then the WebSocket upgrade (with the configured headers
+/// and, given a token, the subprotocols that carry it), within the connect timeout.
 pub(crate) async fn open(
     connector: &dyn Connector,
     endpoint: &Endpoint,
     config: &Config,
+    token: Option<&str>,
 ) -> Result<Ws, DisconnectReason> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let attempt = async {
+        let mut request = endpoint
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(reason_of)?;
+        super::auth::decorate(request.headers_mut(), &config.headers, token)
+            .map_err(|e| DisconnectReason::Protocol(e.into()))?;
         let io = connector
             .connect(endpoint)
             .await
@@ -121,10 +131,18 @@ pub(crate) async fn open(
             .max_write_buffer_size(usize::MAX)
             .max_frame_size(Some(config.max_frame_size))
             .max_message_size(Some(config.max_frame_size));
-        tokio_tungstenite::client_async_with_config(endpoint.url.as_str(), io, Some(ws_config))
-            .await
-            .map(|(ws, _response)| ws)
-            .map_err(reason_of)
+        let (ws, response) =
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws_config))
+                .await
+                .map_err(reason_of)?;
+        if token.is_some() {
+            // tungstenite accepts any subprotocol that was offered, the token's included.
+            let chosen = response.headers().get(super::auth::SEC_WEBSOCKET_PROTOCOL);
+            if chosen.is_none_or(|p| p != super::auth::PHOENIX_SUBPROTOCOL) {
+                return Err(subprotocol_refused());
+            }
+        }
+        Ok(ws)
     };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
         Ok(result) => result,
@@ -132,10 +150,22 @@ pub(crate) async fn open(
     }
 }
 
+/// The server upgraded without selecting `phoenix` although a token was sent.
+fn subprotocol_refused() -> DisconnectReason {
+    DisconnectReason::Protocol(
+        "the server did not select the `phoenix` subprotocol that carries the auth token \
+         (a Phoenix socket needs `auth_token: true`)"
+            .into(),
+    )
+}
+
 /// Maps a WebSocket error to the reason reported to the user.
 pub(crate) fn reason_of(e: tungstenite::Error) -> DisconnectReason {
     match e {
-        tungstenite::Error::Http(resp) => DisconnectReason::HttpStatus(resp.status().as_u16()),
+        tungstenite::Error::Http(resp) => DisconnectReason::HttpStatus {
+            status: resp.status().as_u16(),
+            retry_after: super::auth::retry_after(resp.headers()),
+        },
         tungstenite::Error::Io(e) => DisconnectReason::Io(e.to_string()),
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
             DisconnectReason::Io("connection closed".into())
@@ -143,7 +173,18 @@ pub(crate) fn reason_of(e: tungstenite::Error) -> DisconnectReason {
         tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
         ) => DisconnectReason::Io("connection reset without a close frame".into()),
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(e),
+        ) if !matches!(
+            e,
+            tungstenite::error::SubProtocolError::ServerSentSubProtocolNoneRequested
+        ) =>
+        {
+            subprotocol_refused()
+        }
         tungstenite::Error::Protocol(p) => DisconnectReason::Protocol(p.to_string()),
+        // Its text would quote the URL, params included.
+        tungstenite::Error::Url(_) => DisconnectReason::Protocol("invalid URL".into()),
         tungstenite::Error::Capacity(c) => DisconnectReason::FrameTooLarge(c.to_string()),
         other => DisconnectReason::Protocol(other.to_string()),
     }

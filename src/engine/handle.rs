@@ -78,6 +78,9 @@ pub(crate) struct ChannelShared {
     handles: AtomicUsize,
     /// The presence list as of the last presence frame folded (published by the task).
     pub(crate) presence: Mutex<Arc<PresenceList>>,
+    /// The event name of the last push, shared by the pushes that repeat it (most do), so a
+    /// push allocates nothing for its event.
+    last_event: Mutex<Option<Arc<str>>>,
 }
 
 impl SocketShared {
@@ -162,6 +165,22 @@ fn retire(c: &mut Control, ch: &ChannelShared) {
 }
 
 impl ChannelShared {
+    /// `event` as a shared name: the last push's if it is the same, else a new one (also when
+    /// another thread is pushing on this channel at this instant: nobody waits here).
+    fn event_name(&self, event: &str) -> Arc<str> {
+        let Ok(mut last) = self.last_event.try_lock() else {
+            return event.into();
+        };
+        match &*last {
+            Some(name) if **name == *event => name.clone(),
+            _ => {
+                let name: Arc<str> = event.into();
+                *last = Some(name.clone());
+                name
+            }
+        }
+    }
+
     pub(crate) fn publish_state(&self, s: ChannelState) {
         self.state.store(s as u8, Ordering::Release);
     }
@@ -230,7 +249,8 @@ impl Drop for Channel {
 pub enum WaitError {
     /// Not connected in time; the socket keeps trying.
     Timeout,
-    /// `disconnect()` was called, or the socket shut down, while waiting.
+    /// `disconnect()` was called, the socket gave up reconnecting
+    /// ([`Config::max_refusals`]), or it shut down, while waiting.
     Closed,
 }
 
@@ -268,6 +288,7 @@ impl Socket {
         runtime: &tokio::runtime::Handle,
     ) -> Result<Socket, &'static str> {
         let endpoint = endpoint(&config.url, &config.params)?;
+        super::auth::check_headers(&config.headers)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(SocketShared {
             cmd: tx,
@@ -401,6 +422,7 @@ impl Socket {
                     pending: AtomicU32::new(0),
                     handles: AtomicUsize::new(0),
                     presence: Mutex::new(Arc::default()),
+                    last_event: Mutex::new(None),
                 });
                 c.topics.insert(topic.into(), ch.clone());
                 c.live.insert(ch.id, ch.clone());
@@ -593,7 +615,7 @@ impl Channel {
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.default_timeout);
         self.send(Command::Push {
             channel: self.shared.id,
-            event: event.into(),
+            event: self.shared.event_name(event),
             payload,
             deadline,
             on_reply,

@@ -20,6 +20,7 @@
 //! they arrived in; nothing is parsed beyond the envelope.
 
 mod actor;
+mod auth;
 mod config;
 mod connection;
 mod handle;
@@ -31,6 +32,11 @@ mod tls;
 mod types;
 mod url;
 
+pub(crate) use auth::check_headers;
+pub use auth::{
+    auth_subprotocol, ConnectProvider, Credentials, ProvideReply, Provider, AUTH_TOKEN_PREFIX,
+    PHOENIX_SUBPROTOCOL,
+};
 pub use config::{millis, Config};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
 pub use handle::{Channel, Socket, WaitError};

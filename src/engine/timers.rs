@@ -1,7 +1,13 @@
-//! All of a socket's timers in one ordered map, served by a single `Sleep`: arming or cancelling
-//! a timer is a map operation, and the task never holds more than one Tokio timer.
+//! All of a socket's timers, served by a single `Sleep`: the task never holds more than one
+//! Tokio timer.
+//!
+//! Two stores, one order (deadline, then arming order). Push timeouts armed with a deadline no
+//! earlier than the latest one in the *lane* (the common case: pushes with the same timeout,
+//! armed one after another) are appended to a queue, and cancelled in place (found by binary search,
+//! removed from the front at once, tombstoned elsewhere); the rest go to an ordered map. So a
+//! push's timeout costs no tree insert or remove and no node allocation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use tokio::time::Instant;
 
 /// Identifies an armed timer so its owner can cancel it.
@@ -26,6 +32,11 @@ pub(crate) enum Timer {
 #[derive(Default)]
 pub(crate) struct Timers {
     map: BTreeMap<TimerKey, Timer>,
+    /// Keys in order (deadlines and sequence numbers both non-decreasing); `None` is a
+    /// cancelled timer not yet at the front.
+    lane: VecDeque<(TimerKey, Option<Timer>)>,
+    /// Cancelled timers still in the lane.
+    tombstones: usize,
     seq: u64,
 }
 
@@ -33,32 +44,175 @@ impl Timers {
     pub(crate) fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
         let key = TimerKey(at, self.seq);
-        self.map.insert(key, timer);
+        // Only push timeouts: they come in bulk and in order; a long-lived timer (heartbeat,
+        // join) at the lane's front would make every cancel behind it a search.
+        let in_order = self.lane.back().is_none_or(|(last, _)| last.0 <= at);
+        if in_order && matches!(timer, Timer::PushTimeout(_)) {
+            self.lane.push_back((key, Some(timer)));
+        } else {
+            self.map.insert(key, timer);
+        }
         key
     }
 
     pub(crate) fn cancel(&mut self, key: Option<TimerKey>) {
-        if let Some(key) = key {
-            self.map.remove(&key);
+        let Some(key) = key else {
+            return;
+        };
+        if self.map.remove(&key).is_some() {
+            return;
+        }
+        // Mostly the front (timeouts complete in the order they were armed).
+        let i = match self.lane.front() {
+            Some((front, _)) if *front == key => 0,
+            _ => match self.lane.binary_search_by(|(k, _)| k.1.cmp(&key.1)) {
+                Ok(i) => i,
+                Err(_) => return,
+            },
+        };
+        if self.lane[i].1.take().is_none() {
+            return; // cancelled before
+        }
+        self.tombstones += 1;
+        self.trim();
+        // Keep tombstones from outgrowing the live timers (one that never completes at the
+        // front would otherwise hold every later one).
+        if self.tombstones > 64 && self.tombstones > self.lane.len() / 2 {
+            self.lane.retain(|(_, t)| t.is_some());
+            self.tombstones = 0;
+        }
+    }
+
+    /// Drops cancelled timers from the lane's front.
+    fn trim(&mut self) {
+        while let Some((_, None)) = self.lane.front() {
+            self.lane.pop_front();
+            self.tombstones -= 1;
+        }
+    }
+
+    /// The earliest armed timer's key, and whether it is in the lane.
+    fn first(&self) -> Option<(TimerKey, bool)> {
+        let lane = self.lane.front().map(|(k, _)| *k);
+        let map = self.map.keys().next().copied();
+        match (lane, map) {
+            (Some(l), Some(m)) if m < l => Some((m, false)),
+            (Some(l), _) => Some((l, true)),
+            (None, Some(m)) => Some((m, false)),
+            (None, None) => None,
         }
     }
 
     /// The earliest deadline, if any timer is armed.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.map.keys().next().map(|k| k.0)
+        self.first().map(|(k, _)| k.0)
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let entry = self.map.first_entry()?;
-        (entry.key().0 <= now).then(|| entry.remove())
+        let (key, in_lane) = self.first()?;
+        if key.0 > now {
+            return None;
+        }
+        if in_lane {
+            let (_, timer) = self.lane.pop_front()?;
+            self.trim();
+            timer
+        } else {
+            self.map.remove(&key)
+        }
     }
 
     /// Armed timers other than the socket-level ones (heartbeat, reconnect).
     pub(crate) fn operation_timers(&self) -> usize {
-        self.map
-            .values()
-            .filter(|t| !matches!(t, Timer::Heartbeat | Timer::Reconnect))
-            .count()
+        let socket_level = |t: &Timer| matches!(t, Timer::Heartbeat | Timer::Reconnect);
+        self.map.values().filter(|t| !socket_level(t)).count()
+            + self
+                .lane
+                .iter()
+                .filter(|(_, t)| t.as_ref().is_some_and(|t| !socket_level(t)))
+                .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ms(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    /// Pops every timer due by `now`, in order.
+    fn due(t: &mut Timers, now: Instant) -> Vec<Timer> {
+        std::iter::from_fn(|| t.pop_due(now)).collect()
+    }
+
+    #[test]
+    fn fires_in_deadline_then_arming_order_across_both_stores() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        t.arm(ms(base, 10), Timer::PushTimeout(1)); // lane
+        t.arm(ms(base, 30), Timer::PushTimeout(2)); // lane
+        t.arm(ms(base, 20), Timer::PushTimeout(4)); // map: earlier than the lane's last
+        t.arm(ms(base, 40), Timer::Heartbeat); // map: not a push
+        t.arm(ms(base, 30), Timer::PushTimeout(3)); // lane, same deadline as 2
+        t.arm(ms(base, 5), Timer::Reconnect); // map
+        t.arm(ms(base, 20), Timer::Rejoin(7)); // map, after the heartbeat
+        assert_eq!(t.next_deadline(), Some(ms(base, 5)));
+        assert_eq!(t.operation_timers(), 5);
+        assert_eq!(due(&mut t, ms(base, 4)), vec![]);
+        assert_eq!(
+            due(&mut t, ms(base, 30)),
+            vec![
+                Timer::Reconnect,
+                Timer::PushTimeout(1),
+                Timer::PushTimeout(4),
+                Timer::Rejoin(7),
+                Timer::PushTimeout(2),
+                Timer::PushTimeout(3),
+            ]
+        );
+        assert_eq!(t.next_deadline(), Some(ms(base, 40)));
+        assert!(t.lane.is_empty());
+    }
+
+    #[test]
+    fn cancelled_timers_never_fire_wherever_they_are() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let keys: Vec<TimerKey> = (0..10)
+            .map(|i| t.arm(ms(base, 10 * i), Timer::PushTimeout(i)))
+            .collect();
+        let early = t.arm(ms(base, 1), Timer::PushTimeout(99)); // earlier: the map
+        t.cancel(Some(keys[0])); // the front
+        t.cancel(Some(keys[5])); // the middle
+        t.cancel(Some(keys[5])); // twice
+        t.cancel(Some(early)); // the map
+        t.cancel(None);
+        assert_eq!(t.next_deadline(), Some(ms(base, 10)));
+        assert_eq!(t.operation_timers(), 8);
+        let fired = due(&mut t, ms(base, 1000));
+        let want: Vec<Timer> = [1, 2, 3, 4, 6, 7, 8, 9]
+            .into_iter()
+            .map(Timer::PushTimeout)
+            .collect();
+        assert_eq!(fired, want);
+        assert!(t.lane.is_empty() && t.tombstones == 0);
+    }
+
+    #[test]
+    fn tombstones_behind_a_long_timer_are_compacted() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        t.arm(ms(base, 1), Timer::PushTimeout(u64::MAX)); // never cancelled, at the front
+        for i in 0..10_000 {
+            let k = t.arm(ms(base, 2), Timer::PushTimeout(i));
+            t.cancel(Some(k));
+        }
+        assert!(t.lane.len() <= 200, "lane kept {} entries", t.lane.len());
+        assert_eq!(t.operation_timers(), 1);
+        assert_eq!(due(&mut t, ms(base, 5)), vec![Timer::PushTimeout(u64::MAX)]);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::protocol::Payload;
 use std::fmt;
+use std::time::Duration;
 
 /// The socket's connection state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,8 +114,14 @@ pub struct Message<'a> {
 pub enum DisconnectReason {
     /// The server sent a close frame with this code and reason.
     CloseFrame { code: u16, reason: String },
-    /// The upgrade was refused with this HTTP status (403 for a rejected token, say).
-    HttpStatus(u16),
+    /// The upgrade was refused with this HTTP status (401 or 403 for a rejected token, 429 when
+    /// throttled, 5xx when the server is unavailable), with the `Retry-After` the response
+    /// carried (delta-seconds; an HTTP date or a malformed value counts as absent). The next
+    /// attempt waits at least that long.
+    HttpStatus {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// No heartbeat reply arrived before the next heartbeat was due.
     HeartbeatTimeout,
     /// The TCP connection failed or ended without a close frame.
@@ -125,6 +132,13 @@ pub enum DisconnectReason {
     Protocol(String),
     /// The client closed it (`disconnect()`).
     ClientClosed,
+    /// The socket stopped reconnecting after `refusals` consecutive refused upgrades (see
+    /// [`Config::max_refusals`](crate::engine::Config::max_refusals)), the last with HTTP
+    /// `status`. Terminal: the socket is `Disconnected` until `connect()` is called again.
+    GaveUp { status: u16, refusals: u32 },
+    /// The connect provider (see [`ConnectProvider`](crate::engine::ConnectProvider)) failed
+    /// or did not answer within its timeout; the attempt counts as failed.
+    Provider(String),
     /// The server sent a frame larger than [`Config::max_frame_size`](crate::engine::Config::max_frame_size);
     /// the client closed the connection with code 1009 (message too big).
     FrameTooLarge(String),
@@ -134,12 +148,28 @@ impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::CloseFrame { code, reason } => write!(f, "closed by server: {code} {reason}"),
-            Self::HttpStatus(s) => write!(f, "upgrade refused: HTTP {s}"),
+            Self::HttpStatus {
+                status,
+                retry_after: None,
+            } => write!(f, "upgrade refused: HTTP {status}"),
+            Self::HttpStatus {
+                status,
+                retry_after: Some(d),
+            } => write!(
+                f,
+                "upgrade refused: HTTP {status}, retry after {} s",
+                d.as_secs()
+            ),
             Self::HeartbeatTimeout => f.write_str("heartbeat timeout"),
             Self::Io(e) => write!(f, "I/O error: {e}"),
             Self::ConnectTimeout => f.write_str("connect timeout"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::ClientClosed => f.write_str("closed by client"),
+            Self::GaveUp { status, refusals } => write!(
+                f,
+                "stopped reconnecting after {refusals} refused upgrades (last: HTTP {status})"
+            ),
+            Self::Provider(e) => write!(f, "connect provider: {e}"),
             Self::FrameTooLarge(e) => write!(f, "frame too large, closed with 1009: {e}"),
         }
     }

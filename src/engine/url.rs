@@ -53,6 +53,33 @@ pub fn endpoint(base: &str, params: &[(String, String)]) -> Result<Endpoint, &'s
     })
 }
 
+impl Endpoint {
+    /// The URL for logs: every query value but `vsn`'s replaced by `***` (params carry
+    /// tokens).
+    pub fn redacted(&self) -> String {
+        let Some((base, query)) = self.url.split_once('?') else {
+            return self.url.clone();
+        };
+        let mut out = String::with_capacity(self.url.len());
+        out.push_str(base);
+        for (i, pair) in query.split('&').enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            match pair.split_once('=') {
+                Some(("vsn", v)) => {
+                    out.push_str("vsn=");
+                    out.push_str(v);
+                }
+                Some((k, _)) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                None => out.push_str(pair),
+            }
+        }
+        out
+    }
+}
+
 fn percent_encode(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
@@ -91,6 +118,12 @@ mod tests {
         assert_eq!((e.port, e.tls), (443, true));
         let e = endpoint("ws://[::1]:9/s", &[]).unwrap();
         assert_eq!(e.host, "::1");
+    }
+
+    #[test]
+    fn redacted_hides_every_query_value_but_vsn() {
+        let e = endpoint("ws://h:4/s?key=abc", &[p("token", "s3cret"), p("x", "y")]).unwrap();
+        assert_eq!(e.redacted(), "ws://h:4/s?key=***&vsn=2.0.0&token=***&x=***");
     }
 
     #[test]

@@ -37,6 +37,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 pub struct phx_socket_t {
     pub(crate) socket: Socket,
     pub(crate) core: Arc<SocketCore>,
+    /// The connect provider's registration, released by `phx_socket_free`.
+    pub(crate) provider: std::sync::Mutex<Option<super::provide::ProviderKeep>>,
 }
 
 /// What the socket's handler, its channels and its entry points share.

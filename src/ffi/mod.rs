@@ -34,6 +34,9 @@ mod types;
 /// Socket options.
 mod options;
 
+/// The connect provider.
+mod provide;
+
 /// Sockets.
 mod socket;
 
@@ -71,6 +74,7 @@ pub use events::*;
 pub use handles::{phx_channel_t, phx_socket_t};
 pub use options::*;
 pub use presence::*;
+pub use provide::*;
 pub use queue::phx_event_t;
 pub use socket::*;
 pub use status::*;

@@ -18,6 +18,11 @@ pub struct phx_options_t {
     leave_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     ca_pem: Option<Vec<u8>>,
+    auth_token: Option<String>,
+    headers: Vec<(String, String)>,
+    max_refusals: Option<u32>,
+    provider: Option<(crate::engine::Provider, super::provide::ProviderKeep)>,
+    provider_timeout: Option<Duration>,
     max_frame_size: Option<usize>,
     max_write_queue_bytes: Option<usize>,
     max_buffered_pushes: Option<usize>,
@@ -52,6 +57,19 @@ impl phx_options_t {
         if let Some(pem) = &self.ca_pem {
             config.extra_root_certs_pem = pem.clone();
         }
+        if let Some(t) = &self.auth_token {
+            config.auth_token = Some(t.clone());
+        }
+        config.headers.extend(self.headers.iter().cloned());
+        if let Some(n) = self.max_refusals {
+            config.max_refusals = n;
+        }
+        if let Some((p, _)) = &self.provider {
+            config.connect_provider = Some(p.clone());
+        }
+        if let Some(d) = self.provider_timeout {
+            config.provider_timeout = d;
+        }
         let bounds = [
             (self.max_frame_size, &mut config.max_frame_size),
             (
@@ -71,12 +89,17 @@ impl phx_options_t {
             }
         }
     }
+
+    /// What a socket made from these options keeps alive (the C provider's registration).
+    pub(crate) fn provider_keep(&self) -> Option<super::provide::ProviderKeep> {
+        self.provider.as_ref().map(|(_, keep)| keep.clone())
+    }
 }
 
 const INVALID: phx_status_t = phx_status_t::PHX_ERR_INVALID_ARGUMENT;
 
 /// Parses the connect params: a JSON object whose values are strings, numbers or booleans.
-fn parse_params(json: &str) -> FfiResult<Vec<(String, String)>> {
+pub(crate) fn parse_params(json: &str) -> FfiResult<Vec<(String, String)>> {
     let value: serde_json::Value = serde_json::from_str(json).map_err(|_| INVALID)?;
     let serde_json::Value::Object(map) = value else {
         return Err(INVALID);
@@ -267,6 +290,99 @@ pub unsafe extern "C" fn phx_options_set_ca_pem(
             return Err(INVALID);
         }
         o.ca_pem = Some(pem.to_vec());
+        Ok(())
+    })
+}
+
+/// Sets the auth token, sent as Phoenix 1.8 reads it (a socket mounted with
+/// `auth_token: true` hands it to `connect/3` as `connect_info.auth_token`): the WebSocket
+/// subprotocols `phoenix` and `base64url.bearer.phx.<token in standard base64, unpadded>`,
+/// never in the URL, never in log lines. The server must select `phoenix`; an upgrade that
+/// does not fails the attempt (`PHX_REASON_PROTOCOL`). Replaces any token set before.
+/// `token` (NUL-terminated UTF-8) is borrowed for the call and copied. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL or invalid UTF-8; the options are unchanged then. Any
+/// thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_auth_token(
+    o: *mut phx_options_t,
+    token: *const c_char,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.auth_token = Some(c_str(token)?.to_owned());
+        Ok(())
+    })
+}
+
+/// Adds an HTTP header to the upgrade request (`Authorization`, `X-Api-Key`, ...), after those
+/// added before. `name` and `value` (NUL-terminated UTF-8) are borrowed for the call and
+/// copied. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, a name or value that
+/// is not valid HTTP (a line break, say), or a header of the WebSocket handshake itself
+/// (`Host`, `Connection`, `Upgrade`, `Sec-WebSocket-*`); the options are unchanged then. Any
+/// thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_add_header(
+    o: *mut phx_options_t,
+    name: *const c_char,
+    value: *const c_char,
+) -> phx_status_t {
+    with_options(o, |o| {
+        let header = (c_str(name)?.to_owned(), c_str(value)?.to_owned());
+        crate::engine::check_headers(std::slice::from_ref(&header)).map_err(|_| INVALID)?;
+        o.headers.push(header);
+        Ok(())
+    })
+}
+
+/// Stops reconnecting after `n` consecutive refused upgrades (any HTTP status instead of
+/// 101): the socket becomes `PHX_SOCKET_DISCONNECTED` with reason `PHX_REASON_GAVE_UP` until
+/// `phx_socket_connect` is called again. The count restarts whenever a connection opens. 0 (the
+/// default): never stop. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, one at a
+/// time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_max_refusals(
+    o: *mut phx_options_t,
+    n: u32,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.max_refusals = Some(n);
+        Ok(())
+    })
+}
+
+/// Sets the connect provider: `provide` is called before every connection attempt (the first
+/// and every reconnect) for the params and token of that attempt, so an expired token is
+/// replaced before reconnecting. Replaces any provider set before (the old one's
+/// `free_user_data` runs once no socket uses it).
+///
+/// - `provide`: called on a library thread, in the socket's task, with `user_data` and a
+///   request the application answers exactly once, now or later, from any thread, with
+///   `phx_provide_complete` or `phx_provide_fail`. It must return quickly (hand a slow token
+///   refresh to a thread of its own); other sockets keep running meanwhile.
+/// - `timeout_ms`: how long an attempt waits for the answer (> 0); past it the attempt fails
+///   with `PHX_REASON_PROVIDER` and the reconnect schedule goes on (a late answer is then
+///   accepted and ignored).
+/// - `free_user_data` (nullable): called exactly once with `user_data`, by whichever of
+///   `phx_options_free` and the `phx_socket_free` of the sockets created from these options
+///   comes last (or when the provider is replaced on options no socket was created from).
+///
+/// What the provider answers replaces the params (`phx_options_set_params_json`) and the auth
+/// token (`phx_options_set_auth_token`) for that attempt. Ownership: on `PHX_OK` the options
+/// own `user_data` (released through `free_user_data`); on an error nothing is consumed.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL `o` or `provide`, or `timeout_ms` 0. Any thread,
+/// one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_connect_provider(
+    o: *mut phx_options_t,
+    provide: super::provide::phx_provide_fn,
+    user_data: *mut std::ffi::c_void,
+    free_user_data: super::callbacks::phx_free_fn,
+    timeout_ms: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        let timeout = positive(timeout_ms)?;
+        let provider = super::provide::provider(provide, user_data, free_user_data)?;
+        o.provider = Some(provider);
+        o.provider_timeout = Some(timeout);
         Ok(())
     })
 }

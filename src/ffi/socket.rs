@@ -42,7 +42,13 @@ pub unsafe extern "C" fn phx_socket_new(
             Socket::new_shared(config).map_err(|_| phx_status_t::PHX_ERR_INVALID_ARGUMENT)?;
         let core = SocketCore::new();
         socket.set_handler(Some(Arc::new(SocketHub(core.clone()))));
-        write_out(out, arc_into_raw(Arc::new(phx_socket_t { socket, core })));
+        let provider = std::sync::Mutex::new(opts.as_ref().and_then(|o| o.provider_keep()));
+        let handle = phx_socket_t {
+            socket,
+            core,
+            provider,
+        };
+        write_out(out, arc_into_raw(Arc::new(handle)));
         Ok(())
     })
 }
@@ -66,7 +72,8 @@ pub unsafe extern "C" fn phx_socket_connect(s: *mut phx_socket_t) -> phx_status_
 /// (`phx_options_set_connect_timeout_ms`, 10 s by default). Returns `PHX_OK` once connected
 /// (at once if it already is), `PHX_ERR_TIMEOUT` if it is not connected in time (the socket
 /// keeps trying in the background), `PHX_ERR_CLOSED` if `phx_socket_disconnect` is called (on
-/// another thread) after this call began, or if the socket is freed meanwhile (the call keeps
+/// another thread) after this call began, if the socket stops reconnecting meanwhile
+/// (`phx_options_set_max_refusals`), or if the socket is freed meanwhile (the call keeps
 /// what it uses alive; see `phx_socket_free`), `PHX_ERR_WRONG_THREAD` on a library thread
 /// (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread but library threads,
 /// concurrently.
@@ -209,6 +216,8 @@ pub unsafe extern "C" fn phx_socket_free(s: *mut phx_socket_t) {
         s.core.close();
         s.socket.shutdown();
         s.core.release();
+        // The task has stopped: no provider call is under way or to come.
+        drop(lock(&s.provider).take());
         drop(s);
     })
 }

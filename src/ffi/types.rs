@@ -52,7 +52,8 @@ pub enum phx_reason_kind_t {
     PHX_REASON_NONE = 0,
     /// The server sent a close frame; `code` is its close code.
     PHX_REASON_CLOSE_FRAME = 1,
-    /// The upgrade was refused; `code` is the HTTP status (403 for a rejected token).
+    /// The upgrade was refused; `code` is the HTTP status (401/403 for a rejected token, 429
+    /// when throttled, 5xx), `retry_after_ms` its `Retry-After`.
     PHX_REASON_HTTP_STATUS = 2,
     /// No heartbeat reply arrived before the next heartbeat was due.
     PHX_REASON_HEARTBEAT_TIMEOUT = 3,
@@ -64,9 +65,16 @@ pub enum phx_reason_kind_t {
     PHX_REASON_PROTOCOL = 6,
     /// The client closed it (`phx_socket_disconnect`).
     PHX_REASON_CLIENT_CLOSED = 7,
+    /// The socket stopped reconnecting after `phx_options_set_max_refusals` consecutive refused
+    /// upgrades; `code` is the last HTTP status. Terminal: the socket is
+    /// `PHX_SOCKET_DISCONNECTED` until `phx_socket_connect` is called again.
+    PHX_REASON_GAVE_UP = 8,
+    /// The connect provider (`phx_options_set_connect_provider`) failed the attempt or did not
+    /// answer in time.
+    PHX_REASON_PROVIDER = 9,
     /// The server sent a frame over the size limit (`phx_options_set_max_frame_size`); the
     /// client closed the connection with `code` 1009 (message too big).
-    PHX_REASON_FRAME_TOO_LARGE = 8,
+    PHX_REASON_FRAME_TOO_LARGE = 10,
 }
 
 /// Severity of a log line (`on_log`'s `level`).
@@ -112,8 +120,12 @@ pub struct phx_reason_t {
     /// Length of `text` in bytes (NUL excluded).
     pub text_len: usize,
     /// A human-readable description, NUL-terminated UTF-8, cut at a character boundary to fit
-    /// (at most `PHX_REASON_TEXT_CAP - 1` bytes); empty for `PHX_REASON_NONE`.
+    /// (at most `PHX_REASON_TEXT_CAP - 1` bytes); empty for `PHX_REASON_NONE`. Never holds the
+    /// URL's params or the auth token.
     pub text: [c_char; PHX_REASON_TEXT_CAP],
+    /// For `PHX_REASON_HTTP_STATUS`: the response's `Retry-After` in milliseconds (given in
+    /// seconds by the server; the next attempt waits at least that long); 0 when absent.
+    pub retry_after_ms: u64,
 }
 
 /// An application message a channel received. Every pointer is borrowed for the duration of
@@ -220,6 +232,7 @@ impl phx_reason_t {
             code: 0,
             text_len: 0,
             text: [0; PHX_REASON_TEXT_CAP],
+            retry_after_ms: 0,
         }
     }
 
@@ -232,14 +245,25 @@ impl phx_reason_t {
         };
         let (kind, code) = match r {
             DisconnectReason::CloseFrame { code, .. } => (PHX_REASON_CLOSE_FRAME, u32::from(*code)),
-            DisconnectReason::HttpStatus(s) => (PHX_REASON_HTTP_STATUS, u32::from(*s)),
+            DisconnectReason::HttpStatus { status, .. } => {
+                (PHX_REASON_HTTP_STATUS, u32::from(*status))
+            }
             DisconnectReason::HeartbeatTimeout => (PHX_REASON_HEARTBEAT_TIMEOUT, 0),
             DisconnectReason::Io(_) => (PHX_REASON_IO, 0),
             DisconnectReason::ConnectTimeout => (PHX_REASON_CONNECT_TIMEOUT, 0),
             DisconnectReason::Protocol(_) => (PHX_REASON_PROTOCOL, 0),
             DisconnectReason::ClientClosed => (PHX_REASON_CLIENT_CLOSED, 0),
+            DisconnectReason::GaveUp { status, .. } => (PHX_REASON_GAVE_UP, u32::from(*status)),
+            DisconnectReason::Provider(_) => (PHX_REASON_PROVIDER, 0),
             DisconnectReason::FrameTooLarge(_) => (PHX_REASON_FRAME_TOO_LARGE, 1009),
         };
+        if let DisconnectReason::HttpStatus {
+            retry_after: Some(d),
+            ..
+        } = r
+        {
+            out.retry_after_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        }
         out.kind = kind as u32;
         out.code = code;
         let mut w = FixedText {

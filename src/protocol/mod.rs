@@ -1,14 +1,16 @@
 //! The Phoenix Channels V2 wire codec. No I/O here: bytes in, typed frames out, and back.
 //!
-//! Text frames are JSON arrays `[join_ref, ref, topic, event, payload]`. Decoding borrows the
-//! payload as raw JSON text (validated, never parsed into a tree and re-serialised), so the hot
-//! path allocates nothing beyond what an escaped string needs.
+//! Text frames are JSON arrays `[join_ref, ref, topic, event, payload]`. Decoding is one pass
+//! (`scan.rs`) that yields the envelope, validates the payload and, for a reply, finds its status
+//! and response; the payload is borrowed as raw JSON text (never parsed into a tree and
+//! re-serialised), so the hot path allocates nothing beyond what an escaped string needs.
 //!
 //! Binary frames follow `Phoenix.Socket.V2.JSONSerializer`: a kind byte, one size byte per field,
 //! the fields, then the payload (the rest of the frame).
 
 mod binary;
 mod error;
+mod scan;
 mod text;
 
 pub use binary::{
@@ -16,7 +18,11 @@ pub use binary::{
     encode_binary_reply, encode_binary_server_push, MAX_BINARY_FIELD,
 };
 pub use error::{DecodeError, EncodeError};
-pub use text::{decode_reply, decode_text, encode_text, is_valid_json, write_json_string};
+pub use scan::Decoded;
+pub use text::{
+    decode_reply, decode_reply_reference, decode_text, decode_text_once, decode_text_reference,
+    encode_text, encode_text_prepared, is_valid_json, is_valid_json_reference, write_json_string,
+};
 
 use std::borrow::Cow;
 

@@ -1,5 +1,6 @@
 //! V2 JSON text frames.
 
+use super::scan::{is_json, needs_escape, scan_reply, scan_text, Decoded};
 use super::{DecodeError, Frame, Payload, Reply};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -9,6 +10,25 @@ use std::fmt;
 /// Decodes a text frame `[join_ref, ref, topic, event, payload, ...]`. Extra elements after the
 /// payload are ignored, as Phoenix does. The payload is borrowed as raw JSON text.
 pub fn decode_text(text: &str) -> Result<Frame<'_>, DecodeError> {
+    decode_text_once(text).map(|d| d.frame)
+}
+
+/// [`decode_text`] and, for a `phx_reply`, its status and response, in one pass over the text.
+pub fn decode_text_once(text: &str) -> Result<Decoded<'_>, DecodeError> {
+    match scan_text(text) {
+        Some(decoded) => Ok(decoded),
+        // Rejected: the reference decoder says why (and would be right if the two disagreed).
+        None => decode_text_reference(text).map(|frame| {
+            let reply = frame.reply().map(Result::ok);
+            Decoded { frame, reply }
+        }),
+    }
+}
+
+/// The serde_json-based decoder [`decode_text`] must agree with: it explains rejections, and
+/// tests and the fuzz target hold the scanner to its accept/reject.
+#[doc(hidden)]
+pub fn decode_text_reference(text: &str) -> Result<Frame<'_>, DecodeError> {
     if !text.trim_start().starts_with('[') {
         // Still report "not JSON" for garbage, so the caller can tell the two apart.
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
@@ -34,6 +54,12 @@ pub fn decode_text(text: &str) -> Result<Frame<'_>, DecodeError> {
 
 /// Decodes a reply payload `{"response": <any>, "status": "<status>"}` (keys in any order).
 pub fn decode_reply(json: &str) -> Result<Reply<'_>, DecodeError> {
+    scan_reply(json).ok_or(DecodeError::BadReply)
+}
+
+/// The serde_json-based reply decoder [`decode_reply`] must agree with.
+#[doc(hidden)]
+pub fn decode_reply_reference(json: &str) -> Result<Reply<'_>, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let parsed = de
         .deserialize_map(ReplyVisitor)
@@ -81,8 +107,49 @@ pub fn encode_text(
     out.push(']');
 }
 
+/// [`encode_text`] for the push path: `join_ref` and `ref_` are decimal numbers (nothing to
+/// escape) and `topic_json` is the topic as [`write_json_string`] wrote it, once per channel.
+/// Writes the same bytes as [`encode_text`], into exactly the frame's length.
+pub fn encode_text_prepared(
+    out: &mut String,
+    join_ref: &str,
+    ref_: &str,
+    topic_json: &str,
+    event: &str,
+    payload: &str,
+) {
+    debug_assert!(join_ref
+        .bytes()
+        .chain(ref_.bytes())
+        .all(|b| b.is_ascii_digit()));
+    let len = join_ref.len()
+        + ref_.len()
+        + topic_json.len()
+        + json_string_len(event)
+        + payload.len()
+        + 10;
+    out.reserve_exact(len);
+    out.push_str("[\"");
+    out.push_str(join_ref);
+    out.push_str("\",\"");
+    out.push_str(ref_);
+    out.push_str("\",");
+    out.push_str(topic_json);
+    out.push(',');
+    write_json_string(out, event);
+    out.push(',');
+    out.push_str(payload);
+    out.push(']');
+}
+
 /// True when `text` is exactly one JSON value (surrounding whitespace allowed).
 pub fn is_valid_json(text: &str) -> bool {
+    is_json(text)
+}
+
+/// The serde_json judgement [`is_valid_json`] must agree with.
+#[doc(hidden)]
+pub fn is_valid_json_reference(text: &str) -> bool {
     serde_json::from_str::<IgnoredAny>(text).is_ok()
 }
 
@@ -95,6 +162,9 @@ fn write_opt_string(out: &mut String, s: Option<&str>) {
 
 /// The length of `s` as written by [`write_json_string`].
 fn json_string_len(s: &str) -> usize {
+    if !needs_escape(s) {
+        return s.len() + 2;
+    }
     2 + s
         .bytes()
         .map(|b| match b {
@@ -107,6 +177,12 @@ fn json_string_len(s: &str) -> usize {
 
 /// Appends `s` as a JSON string literal, escaping as JSON.stringify and serde_json do.
 pub fn write_json_string(out: &mut String, s: &str) {
+    if !needs_escape(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     out.push('"');
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {

@@ -189,14 +189,16 @@ struct h_server {
     char port[16];
 };
 
-h_server *h_server_start(void) {
+h_server *h_server_start(void) { return h_server_start_with(NULL); }
+
+h_server *h_server_start_with(const char *flag) {
     static char arg_port[] = "--port";
     static char arg_zero[] = "0";
     static char arg_eof[] = "--exit-on-stdin-eof";
     const char *bin = getenv("PHX_TESTSERVER_BIN");
     int in_p[2], out_p[2];
     posix_spawn_file_actions_t fa;
-    char *args[5];
+    char *args[6];
     h_server *srv;
     size_t len = 0;
     int rc;
@@ -217,7 +219,8 @@ h_server *h_server_start(void) {
     args[1] = arg_port;
     args[2] = arg_zero;
     args[3] = arg_eof;
-    args[4] = NULL;
+    args[4] = (char *)flag;
+    args[5] = NULL;
 
     srv = (h_server *)calloc(1, sizeof *srv);
     H_CHECK(srv != NULL);

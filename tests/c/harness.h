@@ -103,6 +103,8 @@ typedef struct h_server h_server;
 
 /* Starts phx-testserver (fails the test if it cannot). */
 h_server *h_server_start(void);
+/* The same with one more command-line flag (NULL: none), e.g. "--auth-token". */
+h_server *h_server_start_with(const char *flag);
 /* ws://127.0.0.1:PORT/socket/websocket */
 const char *h_server_url(const h_server *srv);
 /* GET /control/<name_and_query>; returns the HTTP status (-1 when unreachable) and copies the

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -55,7 +56,8 @@ phx::Error get_error(std::future<T> &f) {
     } while (0)
 
 struct Server {
-    h_server *srv = h_server_start();
+    explicit Server(const char *flag = nullptr) : srv(h_server_start_with(flag)) {}
+    h_server *srv;
     ~Server() { h_server_stop(srv); }
     std::string url() const { return h_server_url(srv); }
     void control(const char *what) { h_control(srv, what); }
@@ -375,6 +377,54 @@ void test_callbacks_call_back_into_the_api() {
     H_CHECK(c.state() == phx::ChannelState::closed);
 }
 
+// ---- authentication ----------------------------------------------------------------------------
+
+void test_auth_token_headers_and_provider() {
+    Server server("--auth-token");
+    phx::Options opts = fast_options();
+    opts.headers = {{"X-Api-Key", "k-1"}};
+    std::atomic<int> asked{0};
+    // The request is answered on a thread of the application's own.
+    opts.connect_provider = [&asked](phx::ProvideRequest request) {
+        int n = ++asked;
+        std::thread([n, r = std::move(request)]() mutable {
+            std::string params = R"({"token":"fresh-)" + std::to_string(n) + R"("})";
+            H_CHECK(r.complete(params, std::string("tok")) == phx::Status::ok);
+        }).detach();
+    };
+    phx::Socket socket(server.url(), opts);
+    H_OK(static_cast<uint32_t>(socket.connect_wait()));
+    phx::Channel channel = socket.channel("connect_info");
+    auto joined = channel.join();
+    const std::string info = get(joined).payload;
+    H_CHECKF(info.find(R"("auth_token":"tok")") != std::string::npos, "%s", info.c_str());
+    H_CHECKF(info.find(R"("token":"fresh-1")") != std::string::npos, "%s", info.c_str());
+    H_CHECKF(info.find(R"("x-api-key":"k-1")") != std::string::npos, "%s", info.c_str());
+    H_CHECK(asked == 1);
+    // A request dropped unanswered fails its attempt.
+    phx::Options dropping = fast_options();
+    dropping.connect_provider = [](phx::ProvideRequest) {};
+    phx::Socket other(server.url(), dropping);
+    Seen reasons;
+    H_CHECK(other.set_handler({[&](phx::SocketState, const phx::Reason *r) {
+                                   if (r) reasons.add(std::to_string(r->kind) + " " + r->text);
+                               },
+                               nullptr}) == phx::Status::ok);
+    H_CHECK(other.connect() == phx::Status::ok);
+    reasons.wait(1);
+    const std::string first = reasons.snapshot()[0];
+    H_CHECKF(first.find("dropped unanswered") != std::string::npos, "%s", first.c_str());
+    H_CHECK(other.last_reason().kind == PHX_REASON_PROVIDER);
+    // Refused upgrades report their status and Retry-After.
+    server.control("refuse?status=503&retry_after=2");
+    phx::Options limited = fast_options();
+    limited.max_refusals = 1;
+    phx::Socket refused(server.url(), limited);
+    H_CHECK(refused.connect_wait(3000) == phx::Status::closed);
+    H_CHECK(refused.last_reason().kind == PHX_REASON_GAVE_UP);
+    H_CHECK(refused.last_reason().code == 503);
+}
+
 void test_move_only_raii() {
     Server server;
     phx::Socket a(server.url(), fast_options());
@@ -410,6 +460,7 @@ static const h_case cases[] = {
     H_CASE(destroy_socket_with_operations_pending),
     H_CASE(callbacks_call_back_into_the_api),
     H_CASE(move_only_raii),
+    H_CASE(auth_token_headers_and_provider),
 };
 
 H_MAIN(cases)

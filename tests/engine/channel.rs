@@ -229,6 +229,36 @@ async fn push_results_ok_error_timeout() {
     assert_settled(&socket, 1).await;
 }
 
+/// Pushes share the last push's event name when it repeats: alternating and repeated names
+/// must each reach the wire as given.
+#[tokio::test(start_paused = true)]
+async fn alternating_and_repeated_event_names_are_sent_as_given() {
+    let world = World::new().await;
+    let (socket, _events) = world.connected().await;
+    let ch = socket.channel("room:lobby");
+    join_ok(&ch).await;
+    let names = ["echo", "fail", "fail", "echo", "echo", "fail", "echo"];
+    for (i, name) in names.iter().enumerate() {
+        let d = done(push(&ch, name, &format!(r#"{{"i":{i}}}"#))).await;
+        let want = if *name == "echo" {
+            Status::Ok
+        } else {
+            Status::ReplyError
+        };
+        assert_eq!(d.status, want, "push {i} ({name})");
+    }
+    let sent = |event: &str| -> Vec<i64> {
+        world
+            .frames_with_event(event)
+            .iter()
+            .map(|f| f[4]["i"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(sent("echo"), vec![0, 3, 4, 6]);
+    assert_eq!(sent("fail"), vec![1, 2, 5]);
+    assert_settled(&socket, 1).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn push_state_errors_are_immediate_and_send_nothing() {
     let world = World::new().await;

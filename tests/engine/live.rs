@@ -254,7 +254,13 @@ async fn bad_token_is_refused_with_403() {
     socket.set_handler(Some(rec));
     socket.connect();
     let (_, reason) = events.reconnecting().await;
-    assert_eq!(reason, Some(DisconnectReason::HttpStatus(403)));
+    assert_eq!(
+        reason,
+        Some(DisconnectReason::HttpStatus {
+            status: 403,
+            retry_after: None
+        })
+    );
     socket.shutdown_async().await;
 }
 

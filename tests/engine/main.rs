@@ -1,6 +1,7 @@
 //! The engine against the test server. Most tests run client and server on one paused Tokio
 //! clock (in-memory streams), so timer behaviour is exact and nothing waits for real seconds.
 
+mod auth;
 mod bounds;
 mod calls;
 mod channel;

@@ -67,7 +67,10 @@ async fn reconnect_delays_follow_the_schedule_and_reset_on_open() {
     assert_eq!(socket.state(), SocketState::Reconnecting);
     assert_eq!(
         socket.last_reason(),
-        Some(DisconnectReason::HttpStatus(503))
+        Some(DisconnectReason::HttpStatus {
+            status: 503,
+            retry_after: None
+        })
     );
 
     // Once a connection opens, the counter starts over: the next gap is 1 s again.
@@ -126,7 +129,13 @@ async fn refused_upgrade_reconnects_with_http_status() {
     let (socket, mut events) = world.socket_with(config);
     socket.connect();
     let (_, reason) = events.reconnecting().await;
-    assert_eq!(reason, Some(DisconnectReason::HttpStatus(403)));
+    assert_eq!(
+        reason,
+        Some(DisconnectReason::HttpStatus {
+            status: 403,
+            retry_after: None
+        })
+    );
     // It keeps trying on the schedule.
     events.failed_attempts(2).await;
     assert_eq!(world.attempts().len(), 3);

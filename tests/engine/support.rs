@@ -251,11 +251,12 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        let server = Arc::new(
-            TestServer::start(phx_testserver::Config::default())
-                .await
-                .expect("test server starts"),
-        );
+        Self::with_server(phx_testserver::Config::default()).await
+    }
+
+    /// A world whose server is started with `config`.
+    pub async fn with_server(config: phx_testserver::Config) -> World {
+        let server = Arc::new(TestServer::start(config).await.expect("test server starts"));
         let connector = Arc::new(MemConnector {
             server: server.clone(),
             attempts: Mutex::new(Vec::new()),

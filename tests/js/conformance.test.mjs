@@ -1081,3 +1081,45 @@ describe("fault controls", () => {
     assert.equal(signal, null, "exited on its own, not killed")
   })
 })
+
+// ---------------------------------------------------------------------------------------------------
+// authToken (Phoenix 1.8): what phoenix.js sends is what the server's `auth_token: true` reads
+
+describe("auth token (phoenix.js authToken, server --auth-token)", () => {
+  let server
+  afterEach(async () => {
+    await Promise.all([...sockets].map(disconnect))
+    if(server){ await server.stop(); server = null }
+  })
+
+  // `??>` encodes to `Pz8+`: the standard alphabet phoenix.js's btoa uses (URL-safe would be `-`).
+  for(const token of ["1234", "??>", "eyJhbGciOiJIUzI1NiJ9.e30.sig"]){
+    it(`the server selects "phoenix" and hands ${JSON.stringify(token)} to connect/3`, {timeout: TEST_TIMEOUT}, async () => {
+      server = await startServer(["--auth-token"])
+      const c = await connected(server, {token: "p", authToken: token})
+      assert.equal(c.socket.conn.protocol, "phoenix", "the subprotocol the server selected")
+      const ch = channel(c, "connect_info")
+      const [status, info] = await outcome(ch.join())
+      assert.equal(status, "ok")
+      assert.equal(info.auth_token, token)
+      assert.deepEqual(info.params, {token: "p", vsn: "2.0.0"}, "the token is not in the URL")
+    })
+  }
+
+  // A `/` in the encoding (`???` is `Pz8/`) is not a valid subprotocol token (RFC 6455), so a
+  // browser's WebSocket (and ws) refuses it before connecting: phoenix.js cannot send such a
+  // token, though the server would decode it (libphx sends it; see tests/engine/auth.rs).
+  it("a token whose base64 holds `/` is refused by the WebSocket API itself", {timeout: TEST_TIMEOUT}, async () => {
+    server = await startServer(["--auth-token"])
+    const c = client(server, {authToken: "???"})
+    assert.throws(() => c.socket.connect(), /invalid or duplicated subprotocol/)
+  })
+
+  it("without --auth-token (Phoenix 1.7) no subprotocol is selected, so the browser-style client fails", {timeout: TEST_TIMEOUT}, async () => {
+    server = await startServer()
+    const c = client(server, {authToken: "t"})
+    c.socket.connect()
+    await c.rec.waitCount("error", 1, "the handshake fails: the server selected no subprotocol")
+    assert.equal(c.rec.of("open").length, 0)
+  })
+})

@@ -266,12 +266,73 @@ fn validate_upgrade(req: &Request) -> Result<(), String> {
     Ok(())
 }
 
+/// `maybe_auth_token_from_header/2` then `Transport.check_subprotocols(conn, ["phoenix"])`
+/// of Phoenix 1.8's WebSocket transport: the token of the one `base64url.bearer.phx.`
+/// subprotocol (standard base64, no padding; undecodable: `Base.decode64!` raises, HTTP 500),
+/// and the subprotocol to select: `phoenix` if requested, none if no subprotocol is left,
+/// else HTTP 403.
+fn auth_token_from_header(req: &Request) -> Result<(Option<String>, Option<&'static str>), u16> {
+    use base64::Engine as _;
+    const PREFIX: &str = "base64url.bearer.phx.";
+    let Some(header) = req.header_values("sec-websocket-protocol").first().copied() else {
+        return Ok((None, None));
+    };
+    let list: Vec<&str> = header
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let (tokens, rest): (Vec<&str>, Vec<&str>) = list.iter().partition(|p| p.starts_with(PREFIX));
+    let (token, rest) = match tokens.as_slice() {
+        [one] => {
+            let engine = base64::engine::general_purpose::STANDARD_NO_PAD;
+            let bytes = engine.decode(&one[PREFIX.len()..]).map_err(|_| 500u16)?;
+            (Some(String::from_utf8_lossy(&bytes).into_owned()), rest)
+        }
+        // None, or several: the header is left as it was.
+        _ => (None, list),
+    };
+    if rest.is_empty() {
+        return Ok((token, None));
+    }
+    if rest.contains(&"phoenix") {
+        Ok((token, Some("phoenix")))
+    } else {
+        Err(403)
+    }
+}
+
+/// The test application's `connect_info` answer: the params (query string), the auth token
+/// (`connect_info.auth_token`) and the `x-` headers (`connect_info.x_headers`).
+fn connect_info(req: &Request, auth_token: Option<&str>) -> Json {
+    let params = Json::object(
+        req.query
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::str(v.clone()))),
+    );
+    let x_headers = Json::object(
+        req.headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-"))
+            .map(|(n, v)| (n.clone(), Json::str(v.clone()))),
+    );
+    Json::object([
+        ("params", params),
+        ("auth_token", auth_token.map_or(Json::Null, Json::str)),
+        ("x_headers", x_headers),
+    ])
+}
+
 async fn upgrade<S>(shared: Arc<Shared>, mut stream: S, req: Request, task: u64)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if let Some(status) = shared.refusal() {
-        respond(&mut stream, http::response(status, None, b"")).await;
+    if let Some((status, retry_after)) = shared.refusal() {
+        let extra: Vec<(&str, String)> = retry_after
+            .map(|s| ("retry-after", s.to_string()))
+            .into_iter()
+            .collect();
+        respond(&mut stream, http::response_with(status, None, &extra, b"")).await;
         return;
     }
     // Phoenix.Transports.WebSocket answers anything but GET with an empty 400.
@@ -279,28 +340,44 @@ where
         respond(&mut stream, http::response(400, None, b"")).await;
         return;
     }
-    // connect: serializer negotiation, then UserSocket.connect/3 (token=bad is refused).
+    // A socket mounted with `auth_token: true` (Phoenix 1.8) takes the token from the
+    // subprotocols, and `phoenix` must then be among those requested.
+    let found = if shared.config.auth_token {
+        auth_token_from_header(&req)
+    } else {
+        Ok((None, None))
+    };
+    let (auth_token, subprotocol) = match found {
+        Ok(found) => found,
+        Err(status) => {
+            respond(&mut stream, http::response(status, None, b"")).await;
+            return;
+        }
+    };
+    // connect: serializer negotiation, then UserSocket.connect/3 (token=bad is refused, in
+    // the params or as the auth token).
     let token = req.param("token").map(str::to_owned);
     let Some(v2) = negotiate(req.param("vsn")) else {
         respond(&mut stream, http::response(403, None, b"")).await;
         return;
     };
-    if token.as_deref() == Some("bad") {
+    if token.as_deref() == Some("bad") || auth_token.as_deref() == Some("bad") {
         respond(&mut stream, http::response(403, None, b"")).await;
         return;
     }
+    let connect_info = connect_info(&req, auth_token.as_deref());
     if let Err(msg) = validate_upgrade(&req) {
         respond(&mut stream, http::response(400, None, msg.as_bytes())).await;
         return;
     }
     let key = req.header_values("sec-websocket-key")[0].trim().to_owned();
-    let head = http::switching_protocols(&derive_accept_key(key.as_bytes()));
+    let head = http::switching_protocols(&derive_accept_key(key.as_bytes()), subprotocol);
     if stream.write_all(&head).await.is_err() || stream.flush().await.is_err() {
         return;
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let id = shared.next_conn_id();
-    let presence_key = token.unwrap_or_default();
+    let presence_key = token.or(auth_token).unwrap_or_default();
     let socket_id = format!("user_socket:{presence_key}");
     shared.hub().accept_upgrade(id, task, tx, socket_id.clone());
     let _guard = ConnGuard {
@@ -323,6 +400,7 @@ where
         v2,
         socket_id,
         presence_key,
+        connect_info,
         ws,
         rx,
         channels: HashMap::new(),
@@ -395,6 +473,7 @@ enum Kind {
     Room,
     Echo,
     Presence,
+    ConnectInfo,
 }
 
 #[derive(Clone)]
@@ -464,6 +543,8 @@ struct Conn<S> {
     v2: bool,
     socket_id: String,
     presence_key: String,
+    /// What `connect/3` was given, answered to a join of `connect_info`.
+    connect_info: Json,
     ws: WebSocketStream<Io<S>>,
     rx: mpsc::UnboundedReceiver<ConnMsg>,
     /// Joined channels by topic.
@@ -1028,6 +1109,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                 Some(Kind::Echo)
             } else if t.starts_with("presence:") {
                 Some(Kind::Presence)
+            } else if t == "connect_info" {
+                Some(Kind::ConnectInfo)
             } else {
                 None
             }
@@ -1062,6 +1145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
                     Ok(Payload::Json(Json::Object(resp)))
                 }
                 (Kind::Echo | Kind::Presence, _) => Ok(empty()),
+                (Kind::ConnectInfo, _) => Ok(Payload::Json(self.connect_info.clone())),
             }
         };
         match result {
@@ -1098,7 +1182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
     async fn channel_in(&mut self, topic: String, m: Msg) -> Step {
         let ch = self.channels[&topic].clone();
         match ch.kind {
-            Kind::Echo => {
+            Kind::Echo | Kind::ConnectInfo => {
                 self.reply(&ch.join_ref, &m.ref_, &m.topic, "ok", &m.payload)
                     .await
             }

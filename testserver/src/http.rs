@@ -139,6 +139,16 @@ pub(crate) fn reason(status: u16) -> &'static str {
 
 /// A complete response with `content-length` and the headers Phoenix/Bandit send.
 pub(crate) fn response(status: u16, content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
+    response_with(status, content_type, &[], body)
+}
+
+/// [`response`] with extra headers (`retry-after`, say).
+pub(crate) fn response_with(
+    status: u16,
+    content_type: Option<&str>,
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\ndate: {}\r\ncontent-length: {}\r\nvary: accept-encoding\r\ncache-control: max-age=0, private, must-revalidate\r\n",
         reason(status),
@@ -150,16 +160,23 @@ pub(crate) fn response(status: u16, content_type: Option<&str>, body: &[u8]) -> 
         head.push_str(ct);
         head.push_str("\r\n");
     }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     head.push_str("connection: close\r\n\r\n");
     let mut out = head.into_bytes();
     out.extend_from_slice(body);
     out
 }
 
-/// The 101 answer to a WebSocket upgrade (no subprotocol, no extension), as Bandit writes it.
-pub(crate) fn switching_protocols(accept_key: &str) -> Vec<u8> {
+/// The 101 answer to a WebSocket upgrade (no extension; the subprotocol selected, if any), as
+/// Bandit writes it.
+pub(crate) fn switching_protocols(accept_key: &str, subprotocol: Option<&str>) -> Vec<u8> {
+    let protocol = subprotocol
+        .map(|p| format!("sec-websocket-protocol: {p}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\ndate: {}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept_key}\r\ncache-control: max-age=0, private, must-revalidate\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\ndate: {}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept_key}\r\n{protocol}cache-control: max-age=0, private, must-revalidate\r\n\r\n",
         http_date(SystemTime::now())
     )
     .into_bytes()

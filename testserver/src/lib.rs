@@ -44,6 +44,11 @@ pub struct Config {
     /// self-signed certificate made at startup for `localhost`, `127.0.0.1`, `::1` and `host`
     /// (see [`TestServer::cert_pem`]). Default off.
     pub tls: bool,
+    /// Mount the socket with `auth_token: true`, as Phoenix 1.8 does (`--auth-token`): the
+    /// token is read from a `base64url.bearer.phx.` subprotocol, and `phoenix` is selected
+    /// when requested (any other subprotocol list: HTTP 403). Default off: Phoenix 1.7's
+    /// behaviour, no subprotocol ever selected.
+    pub auth_token: bool,
 }
 
 impl Default for Config {
@@ -53,6 +58,7 @@ impl Default for Config {
             port: 0,
             idle_timeout: Duration::from_secs(60),
             tls: false,
+            auth_token: false,
         }
     }
 }
@@ -317,8 +323,14 @@ impl Controls {
 
     /// Answers new upgrades with HTTP `status` for `duration` (`None`: until [`reset`](Self::reset)).
     pub fn refuse(&self, status: u16, duration: Option<Duration>) {
+        self.refuse_with(status, duration, None);
+    }
+
+    /// [`refuse`](Self::refuse), each refusal carrying `Retry-After: <retry_after>` (seconds)
+    /// when given, as a throttling (429) or unavailable (503) server sends it.
+    pub fn refuse_with(&self, status: u16, duration: Option<Duration>, retry_after: Option<u64>) {
         let until = duration.map(|d| tokio::time::Instant::now() + d);
-        *state::lock(&self.shared.faults.refuse) = Some((status, until));
+        *state::lock(&self.shared.faults.refuse) = Some((status, until, retry_after));
     }
 
     /// Closes the listener and drops every connection (all server state, counters and log
@@ -439,12 +451,20 @@ pub(crate) fn control(shared: &Arc<Shared>, name: &str, req: &http::Request) -> 
                 None | Some("") => Some(0),
                 Some(_) => number("ms"),
             };
-            match (status, ms) {
-                (Some(status), Some(ms)) if (200..=599).contains(&status) => {
-                    controls.refuse(status, (ms > 0).then(|| Duration::from_millis(ms)));
+            let retry_after = match req.param("retry_after") {
+                None | Some("") => Some(None),
+                Some(_) => number("retry_after").map(Some),
+            };
+            match (status, ms, retry_after) {
+                (Some(status), Some(ms), Some(retry_after)) if (200..=599).contains(&status) => {
+                    let duration = (ms > 0).then(|| Duration::from_millis(ms));
+                    controls.refuse_with(status, duration, retry_after);
                     ok()
                 }
-                _ => bad("status must be an HTTP status (200-599), ms a number"),
+                _ => bad(
+                    "status must be an HTTP status (200-599), ms and retry_after numbers of \
+                     milliseconds and seconds",
+                ),
             }
         }
         "reset" => {

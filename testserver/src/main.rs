@@ -1,5 +1,5 @@
 //! `phx-testserver [--host 127.0.0.1] [--port 0] [--idle-timeout-ms 60000] [--tls]
-//! [--cert-out FILE] [--exit-on-stdin-eof]`
+//! [--auth-token] [--cert-out FILE] [--exit-on-stdin-eof]`
 //!
 //! Prints the WebSocket URL as the first (and only) line on stdout, then serves until killed,
 //! or until stdin reaches EOF with `--exit-on-stdin-eof`. With `--tls` it serves `wss://` with a
@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: phx-testserver [--host HOST] [--port PORT] [--idle-timeout-ms MS] [--tls] [--cert-out FILE] [--exit-on-stdin-eof]";
+const USAGE: &str = "usage: phx-testserver [--host HOST] [--port PORT] [--idle-timeout-ms MS] [--tls] [--auth-token] [--cert-out FILE] [--exit-on-stdin-eof]";
 
 struct Args {
     config: Config,
@@ -49,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
                 config.idle_timeout = Duration::from_millis(ms);
             }
             "--tls" => config.tls = true,
+            "--auth-token" => config.auth_token = true,
             "--cert-out" => cert_out = Some(value("a file path")?),
             "--exit-on-stdin-eof" => exit_on_eof = true,
             "-h" | "--help" => return Err(String::new()),

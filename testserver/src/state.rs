@@ -75,12 +75,14 @@ pub(crate) struct Hub {
     next_presence: u64,
 }
 
+/// HTTP status, deadline (`None`: until reset) and `Retry-After` seconds to send.
+pub(crate) type Refusal = (u16, Option<Instant>, Option<u64>);
+
 pub(crate) struct Faults {
     pub blackhole: AtomicBool,
     pub silence: AtomicBool,
     pub delay_us: AtomicU64,
-    /// HTTP status and deadline (`None`: until reset).
-    pub refuse: Mutex<Option<(u16, Option<Instant>)>>,
+    pub refuse: Mutex<Option<Refusal>>,
     /// Whose frames are left unread; connections watch it to resume reading when it changes.
     pub stop_reading: watch::Sender<ReadStops>,
 }
@@ -156,15 +158,16 @@ impl Shared {
         Duration::from_micros(self.faults.delay_us.load(Ordering::Relaxed))
     }
 
-    /// The status new upgrades are refused with, if a refusal is in force.
-    pub fn refusal(&self) -> Option<u16> {
+    /// The status (and `Retry-After` seconds) new upgrades are refused with, if a refusal is
+    /// in force.
+    pub fn refusal(&self) -> Option<(u16, Option<u64>)> {
         let mut r = lock(&self.faults.refuse);
         match *r {
-            Some((_, Some(until))) if Instant::now() >= until => {
+            Some((_, Some(until), _)) if Instant::now() >= until => {
                 *r = None;
                 None
             }
-            Some((status, _)) => Some(status),
+            Some((status, _, retry_after)) => Some((status, retry_after)),
             None => None,
         }
     }

@@ -288,6 +288,118 @@ async fn refuse_answers_upgrades_with_the_status() {
     assert_eq!(server.controls().stats().accepted, 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn refuse_can_send_retry_after() {
+    let server = TestServer::start(Config::default()).await.unwrap();
+    let refused = |server: &TestServer| {
+        let (mut io, _) = server.connect_in_memory();
+        async move {
+            let headers = upgrade_headers(&[]);
+            request(&mut io, "GET", "/socket/websocket?vsn=2.0.0", &headers).await
+        }
+    };
+    server.controls().refuse_with(429, None, Some(30));
+    let resp = refused(&server).await;
+    assert_eq!((resp.status, resp.header("retry-after")), (429, Some("30")));
+    server.controls().refuse(503, None);
+    let resp = refused(&server).await;
+    assert_eq!((resp.status, resp.header("retry-after")), (503, None));
+    let query = "refuse?status=503&retry_after=5";
+    assert_eq!(control(&server, "POST", query).await.1, OK.1);
+    let resp = refused(&server).await;
+    assert_eq!((resp.status, resp.header("retry-after")), (503, Some("5")));
+    let bad = "refuse?status=503&retry_after=soon";
+    assert_eq!(control(&server, "POST", bad).await.0, 400);
+}
+
+/// Upgrades with `Sec-WebSocket-Protocol: protocols` on a server with or without `auth_token`.
+async fn upgrade_with_protocols(auth_token: bool, protocols: &str) -> common::Response {
+    let server = TestServer::start(Config {
+        auth_token,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let (mut io, _) = server.connect_in_memory();
+    let headers = upgrade_headers(&[("sec-websocket-protocol", protocols)]);
+    request(&mut io, "GET", "/socket/websocket?vsn=2.0.0", &headers).await
+}
+
+#[tokio::test]
+async fn auth_token_subprotocols_as_phoenix_1_8_checks_them() {
+    // `auth_token: true`: `phoenix` selected, the token's entry taken out first.
+    let token = "phoenix, base64url.bearer.phx.MTIzNA";
+    let resp = upgrade_with_protocols(true, token).await;
+    assert_eq!(resp.status, 101);
+    assert_eq!(resp.header("sec-websocket-protocol"), Some("phoenix"));
+    // The token alone leaves no subprotocol to select: upgraded without one.
+    let resp = upgrade_with_protocols(true, "base64url.bearer.phx.MTIzNA").await;
+    assert_eq!(
+        (resp.status, resp.header("sec-websocket-protocol")),
+        (101, None)
+    );
+    // Anything but `phoenix` left: 403 (Transport.check_subprotocols).
+    let resp = upgrade_with_protocols(true, "mqtt, base64url.bearer.phx.MTIzNA").await;
+    assert_eq!(resp.status, 403);
+    // Undecodable token (URL-safe alphabet, `-`): Base.decode64! raises, HTTP 500.
+    let resp = upgrade_with_protocols(true, "phoenix, base64url.bearer.phx.a-b").await;
+    assert_eq!(resp.status, 500);
+    // The token `bad` is refused by connect/3.
+    let resp = upgrade_with_protocols(true, "phoenix, base64url.bearer.phx.YmFk").await;
+    assert_eq!(resp.status, 403);
+    // Without the option (Phoenix 1.7's transcripts): nothing selected, nothing checked.
+    let resp = upgrade_with_protocols(false, token).await;
+    assert_eq!(
+        (resp.status, resp.header("sec-websocket-protocol")),
+        (101, None)
+    );
+}
+
+#[tokio::test]
+async fn connect_info_answers_what_connect_was_given() {
+    let server = TestServer::start(Config {
+        auth_token: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let (mut io, _) = server.connect_in_memory();
+    let headers = upgrade_headers(&[
+        (
+            "sec-websocket-protocol",
+            "phoenix, base64url.bearer.phx.MTIzNA",
+        ),
+        ("x-api-key", "k"),
+        ("authorization", "Bearer z"),
+    ]);
+    let resp = request(
+        &mut io,
+        "GET",
+        "/socket/websocket?vsn=2.0.0&token=t",
+        &headers,
+    )
+    .await;
+    assert_eq!(resp.status, 101);
+    let mut ws = WebSocketStream::from_partially_read(
+        io,
+        resp.rest,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let join = r#"["1","1","connect_info","phx_join",{}]"#;
+    let reply = roundtrip(&mut ws, join).await;
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(
+        v[4]["response"],
+        serde_json::json!({
+            "auth_token": "1234",
+            "params": {"token": "t", "vsn": "2.0.0"},
+            "x_headers": {"x-api-key": "k"},
+        })
+    );
+}
+
 #[tokio::test]
 async fn restart_drops_everything_and_listens_again_on_the_same_port() {
     let server = TestServer::start(Config::default()).await.unwrap();

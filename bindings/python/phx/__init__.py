@@ -30,6 +30,7 @@ closed or leaving channel).
 
 from ._client import PhoenixChannel, PhoenixSocket
 from ._lib import library_path
+from ._provider import ConnectCredentials, ConnectProvider
 from ._stream import Subscription
 from ._types import (
     DisconnectReason,
@@ -45,6 +46,8 @@ from ._types import (
 )
 
 __all__ = [
+    "ConnectCredentials",
+    "ConnectProvider",
     "DisconnectReason",
     "Payload",
     "PhoenixChannel",

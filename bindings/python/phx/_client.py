@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Callable, Union
 
 from ._lib import ffi, lib
+from ._provider import ConnectProvider, _Provider
 from ._stream import Broadcast, Subscription
 from ._types import (
     DisconnectReason,
@@ -125,7 +126,8 @@ def _reason(ptr: Any) -> DisconnectReason | None:
     if ptr == ffi.NULL or ptr.kind == ReasonKind.NONE:
         return None
     text = ffi.unpack(ptr.text, ptr.text_len).decode("utf-8", "replace")
-    return DisconnectReason(ReasonKind(ptr.kind), int(ptr.code), text)
+    retry_after = ptr.retry_after_ms / 1000 if ptr.retry_after_ms else None
+    return DisconnectReason(ReasonKind(ptr.kind), int(ptr.code), text, retry_after)
 
 
 class _Pending:
@@ -160,12 +162,24 @@ def _outcome_error(op: str, status: int, reply_status: str | None, response: Pay
 class _Native:
     """The C handles of a socket, released once (by ``close()`` or the finalizer)."""
 
-    def __init__(self, handle: Any, fd: int):
+    def __init__(self, handle: Any, fd: int, provider: _Provider | None = None):
         self.handle: Any = handle
         self.fd = fd
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Lives as long as the C socket, which may call its C callback until freed.
+        self.provider = provider
         self.events = ffi.new("phx_event_t *[]", _TAKE)
         self.taken = ffi.new("size_t *")
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        if self.provider is not None:
+            self.provider.loop = loop
 
     def release(self) -> None:
         handle, self.handle = self.handle, None
@@ -228,6 +242,11 @@ class PhoenixSocket:
         rejoin_delays: Iterable[float] = (1, 2, 5, 10),
         ca_pem: str | None = None,
         event_capacity: int = 65536,
+        auth_token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_refusals: int = 0,
+        connect_provider: ConnectProvider | None = None,
+        provider_timeout: float = 10.0,
     ) -> None:
         if not isinstance(event_capacity, int) or event_capacity <= 0:
             raise ValueError("event_capacity must be a positive int")
@@ -253,6 +272,26 @@ class PhoenixSocket:
                 _check(setter(opts, ffi.new("uint64_t[]", ms), len(ms)), what)
             if ca_pem is not None:
                 _check(lib.phx_options_set_ca_pem(opts, _encode(ca_pem, "ca_pem")), "ca_pem")
+            if auth_token is not None:
+                _check(lib.phx_options_set_auth_token(opts, _encode(auth_token, "auth_token")), "auth_token")
+            for name, value in (headers or {}).items():
+                _check(
+                    lib.phx_options_add_header(opts, _encode(name, "header name"), _encode(value, "header value")),
+                    f"header {name!r}",
+                )
+            if isinstance(max_refusals, bool) or not isinstance(max_refusals, int) or not 0 <= max_refusals < 2**32:
+                raise ValueError("max_refusals must be an int from 0 (never stop) to 2**32-1")
+            _check(lib.phx_options_set_max_refusals(opts, max_refusals), "max_refusals")
+            provider = None
+            if connect_provider is not None:
+                if not callable(connect_provider):
+                    raise TypeError("connect_provider must be callable")
+                provider = _Provider(connect_provider)
+                timeout_ms = _millis(provider_timeout, "provider_timeout")
+                _check(
+                    lib.phx_options_set_connect_provider(opts, provider.c_callback, ffi.NULL, ffi.NULL, timeout_ms),
+                    "connect_provider",
+                )
             out = ffi.new("phx_socket_t **")
             _check(lib.phx_socket_new(_encode(url, "url"), opts, out), f"invalid socket URL {url!r}")
         finally:
@@ -265,7 +304,7 @@ class PhoenixSocket:
         if status != Status.OK:
             lib.phx_socket_free(handle)
             _check(status, "enabling the event queue")
-        self._native = _Native(handle, fd[0])
+        self._native = _Native(handle, fd[0], provider)
         self._finalizer = weakref.finalize(self, _Native.release, self._native)
         self._tags = itertools.count(1)
         self._pending: dict[int, _Pending] = {}

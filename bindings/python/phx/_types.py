@@ -80,7 +80,11 @@ class ReasonKind(enum.IntEnum):
     CONNECT_TIMEOUT = 5
     PROTOCOL = 6
     CLIENT_CLOSED = 7
-    FRAME_TOO_LARGE = 8
+    #: Stopped reconnecting after ``max_refusals`` refused upgrades; ``code`` is the last status.
+    GAVE_UP = 8
+    #: The connect provider failed or did not answer within ``provider_timeout``.
+    PROVIDER = 9
+    FRAME_TOO_LARGE = 10
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class DisconnectReason:
     code: int
     #: A human-readable description, e.g. ``"upgrade refused: HTTP 403"``.
     text: str
+    #: For ``HTTP_STATUS``: the response's ``Retry-After`` in seconds (the next attempt waits at
+    #: least that long); ``None`` when absent.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

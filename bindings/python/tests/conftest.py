@@ -29,11 +29,11 @@ FAST = dict(reconnect_delays=(0.05, 0.1, 0.2), rejoin_delays=(0.05, 0.1, 0.2))
 class Server:
     """A running phx-testserver and its HTTP fault controls (docs/testserver.md)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *flags: str) -> None:
         binary = os.environ.get("PHX_TESTSERVER_BIN", str(ROOT / "target" / "debug" / "phx-testserver"))
         stderr = None if os.environ.get("PHX_TEST_SERVER_LOG") else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--exit-on-stdin-eof"],
+            [binary, "--port", "0", "--exit-on-stdin-eof", *flags],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -114,6 +114,16 @@ class Server:
 @pytest.fixture
 def server() -> Iterator[Server]:
     srv = Server()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def auth_server() -> Iterator[Server]:
+    """A test server whose socket is mounted with ``auth_token: true`` (Phoenix 1.8)."""
+    srv = Server("--auth-token")
     try:
         yield srv
     finally:

@@ -48,6 +48,11 @@ impl Actor {
     }
 
     pub(super) fn disconnect(&mut self) {
+        self.disconnect_with(DisconnectReason::ClientClosed);
+    }
+
+    /// Closes everything as `disconnect()` does, reporting `reason`.
+    pub(super) fn disconnect_with(&mut self, reason: DisconnectReason) {
         self.wanted = false;
         self.opening = None;
         self.timers.cancel(self.reconnect_timer.take());
@@ -66,12 +71,9 @@ impl Actor {
             }
         }
         self.reconnect_attempts = 0;
-        *lock(&self.shared.last_reason) = Some(DisconnectReason::ClientClosed);
+        *lock(&self.shared.last_reason) = Some(reason.clone());
         if self.state != SocketState::Disconnected {
-            self.set_state(
-                SocketState::Disconnected,
-                Some(&DisconnectReason::ClientClosed),
-            );
+            self.set_state(SocketState::Disconnected, Some(&reason));
         }
     }
 

@@ -9,8 +9,8 @@ impl Actor {
     pub(super) fn frame(&mut self, msg: WsMessage) {
         self.heard_since_heartbeat = true;
         match msg {
-            WsMessage::Text(text) => match protocol::decode_text(text.as_str()) {
-                Ok(frame) => self.dispatch(frame),
+            WsMessage::Text(text) => match protocol::decode_text_once(text.as_str()) {
+                Ok(decoded) => self.dispatch_decoded(decoded.frame, decoded.reply),
                 Err(e) => self.log(LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
             },
             WsMessage::Binary(bytes) => match protocol::decode_binary_server(&bytes) {
@@ -34,9 +34,20 @@ impl Actor {
     }
 
     pub(super) fn dispatch(&mut self, frame: Frame<'_>) {
+        let reply = frame.reply().map(Result::ok);
+        self.dispatch_decoded(frame, reply)
+    }
+
+    /// Routes a frame whose reply (for a `phx_reply`) was decoded with it: `Some(None)` is a
+    /// malformed reply.
+    pub(super) fn dispatch_decoded(
+        &mut self,
+        frame: Frame<'_>,
+        reply: Option<Option<protocol::Reply<'_>>>,
+    ) {
         let event = frame.event.as_ref();
-        if let Some(reply) = frame.reply() {
-            let Ok(reply) = reply else {
+        if let Some(reply) = reply {
+            let Some(reply) = reply else {
                 return self.log(LogLevel::Warn, "dropped malformed reply");
             };
             let reply = ReplyRef {

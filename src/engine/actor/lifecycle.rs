@@ -1,6 +1,7 @@
 //! Opening, losing and re-opening the connection; the heartbeat; timer dispatch.
 
 use super::*;
+use crate::engine::auth;
 
 impl Actor {
     // ---- connection lifecycle ---------------------------------------------------------------
@@ -8,8 +9,42 @@ impl Actor {
     pub(super) fn start_opening(&mut self) {
         let connector = self.connector.clone();
         let shared = self.shared.clone();
+        let from = if shared.config.connect_provider.is_some() {
+            " (params from the connect provider)"
+        } else {
+            ""
+        };
+        // Never the URL itself: its params may hold tokens.
+        let url = shared.endpoint.redacted();
+        self.log(LogLevel::Debug, &format!("connecting to {url}{from}"));
+        // Asked before every attempt; its answer is awaited by the attempt, not the task.
+        let asked = self.shared.config.connect_provider.clone().map(|p| {
+            let (reply, answer) = auth::ask();
+            call_user(|| p.0.provide(reply));
+            answer
+        });
         self.opening = Some(Box::pin(async move {
-            connection::open(&*connector, &shared.endpoint, &shared.config)
+            let config = &shared.config;
+            let Some(answer) = asked else {
+                let token = config.auth_token.as_deref();
+                return connection::open(&*connector, &shared.endpoint, config, token)
+                    .await
+                    .map(Box::new);
+            };
+            let credentials = match tokio::time::timeout(config.provider_timeout, answer).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(why)) => return Err(DisconnectReason::Provider(why)),
+                Err(_) => {
+                    let ms = config.provider_timeout.as_millis();
+                    return Err(DisconnectReason::Provider(format!(
+                        "no answer within {ms} ms"
+                    )));
+                }
+            };
+            let endpoint = super::super::endpoint(&config.url, &credentials.params)
+                .map_err(|e| DisconnectReason::Provider(e.into()))?;
+            let token = credentials.auth_token.as_deref();
+            connection::open(&*connector, &endpoint, config, token)
                 .await
                 .map(Box::new)
         }));
@@ -22,6 +57,7 @@ impl Actor {
         self.conn = Some(Conn::new(*ws));
         self.close_reason = None;
         self.reconnect_attempts = 0;
+        self.refusals = 0;
         self.heartbeat_pending = None;
         self.heard_since_heartbeat = false;
         let at = Instant::now() + self.config().heartbeat_interval;
@@ -56,7 +92,23 @@ impl Actor {
             &format!("connection attempt failed: {reason}"),
         );
         *lock(&self.shared.last_reason) = Some(reason.clone());
+        if let DisconnectReason::HttpStatus { status, .. } = reason {
+            self.refusals = self.refusals.saturating_add(1);
+            let max = self.config().max_refusals;
+            if max > 0 && self.refusals >= max {
+                let refusals = self.refusals;
+                return self.give_up(DisconnectReason::GaveUp { status, refusals });
+            }
+        }
         self.schedule_reconnect(&reason);
+    }
+
+    /// Stops reconnecting for good (until the next `connect()`), as `disconnect()` does but
+    /// reporting `reason`.
+    fn give_up(&mut self, reason: DisconnectReason) {
+        self.log(LogLevel::Warn, &format!("{reason}"));
+        self.refusals = 0;
+        self.disconnect_with(reason);
     }
 
     pub(super) fn connection_lost(&mut self, reason: DisconnectReason) {
@@ -111,8 +163,11 @@ impl Actor {
     }
 
     pub(super) fn schedule_reconnect(&mut self, reason: &DisconnectReason) {
-        let delay =
+        let mut delay =
             Config::schedule_delay(&self.config().reconnect_schedule, self.reconnect_attempts);
+        if let DisconnectReason::HttpStatus { retry_after, .. } = reason {
+            delay = auth::refusal_delay(delay, *retry_after);
+        }
         self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
         let at = Instant::now() + delay;
         self.reconnect_timer = Some(self.timers.arm(at, Timer::Reconnect));

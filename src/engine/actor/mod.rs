@@ -16,7 +16,7 @@ mod outbound;
 mod pushes;
 
 use fast_map::FastMap;
-use outbound::{format_u64, send_binary, send_text};
+use outbound::{format_u64, send_binary, send_push_text, send_text};
 
 use super::connection::{self, Conn, Connector, Ws};
 use super::handle::{lock, ChannelShared, SocketShared};
@@ -55,7 +55,7 @@ pub(crate) enum Command {
     },
     Push {
         channel: u64,
-        event: Box<str>,
+        event: Arc<str>,
         payload: Body,
         deadline: Instant,
         on_reply: OnReply,
@@ -88,7 +88,7 @@ impl Ack {
 /// A push, from `push()` until it completes.
 struct PushOp {
     channel: u64,
-    event: Box<str>,
+    event: Arc<str>,
     payload: Body,
     on_reply: OnReply,
     timer: TimerKey,
@@ -116,6 +116,8 @@ struct Chan {
     /// attempt fails or the channel closes), and its text for comparing with frames.
     join_ref: Option<u64>,
     join_ref_text: String,
+    /// The topic as a JSON string, escaped once for every push frame.
+    topic_json: Box<str>,
     join_timer: Option<TimerKey>,
     /// The user's `join()` completion, until the first attempt completes.
     join_completion: Option<OnReply>,
@@ -168,8 +170,10 @@ enum Event {
     TimerDue,
 }
 
-/// Events handled at most between two writes of the queued frames.
-const WRITE_BATCH: u32 = 64;
+/// Events handled at most between two writes of the queued frames: the whole fairness budget,
+/// so under a steady inflow frames leave once per batch (when the task yields) rather than
+/// twice, and otherwise as soon as the inputs are drained.
+const WRITE_BATCH: u32 = FAIRNESS_BUDGET;
 
 /// Events handled in one poll of the task before it yields: a socket that always has input
 /// (a flood, a slow handler) still lets the runtime drive timers and I/O and run the other
@@ -224,6 +228,8 @@ struct Actor {
     /// `Stats` requests, answered when the task is next idle.
     stats_wanted: Vec<tokio::sync::oneshot::Sender<EngineStats>>,
     stopped: bool,
+    /// Consecutive refused upgrades since a connection last opened.
+    refusals: u32,
 }
 
 /// Runs a socket until it is shut down.
@@ -264,6 +270,7 @@ pub(crate) async fn run(
         can_isolate: tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread,
         stopped: false,
+        refusals: 0,
     };
     while !actor.stopped {
         let event = std::future::poll_fn(|cx| {
@@ -516,6 +523,8 @@ impl Actor {
 
     fn add_channel(&mut self, shared: Arc<ChannelShared>) {
         let id = shared.id;
+        let mut topic_json = String::new();
+        protocol::write_json_string(&mut topic_json, &shared.topic);
         self.by_topic
             .entry(shared.topic.clone())
             .or_default()
@@ -529,6 +538,7 @@ impl Actor {
                 join_payload: Body::Json("{}".into()),
                 join_ref: None,
                 join_ref_text: String::new(),
+                topic_json: topic_json.into(),
                 join_timer: None,
                 join_completion: None,
                 buffer: VecDeque::new(),

@@ -36,6 +36,23 @@ pub(super) fn send_text(
     Some(conn.queue(WsMessage::Text(out.into())))
 }
 
+/// [`send_text`] for a JSON push: the topic comes escaped (see `Chan::topic_json`).
+pub(super) fn send_push_text(
+    conn: &mut Option<Conn>,
+    join_ref: &str,
+    r: u64,
+    topic_json: &str,
+    event: &str,
+    payload: &str,
+) -> Option<u64> {
+    let conn = conn.as_mut()?;
+    let mut buf = [0; 20];
+    let r = format_u64(&mut buf, r);
+    let mut out = String::new();
+    protocol::encode_text_prepared(&mut out, join_ref, r, topic_json, event, payload);
+    Some(conn.queue(WsMessage::Text(out.into())))
+}
+
 /// [`send_text`] for a binary push.
 pub(super) fn send_binary(
     conn: &mut Option<Conn>,

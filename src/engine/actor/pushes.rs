@@ -6,7 +6,7 @@ impl Actor {
     pub(super) fn push(
         &mut self,
         id: u64,
-        event: Box<str>,
+        event: Arc<str>,
         payload: Body,
         deadline: Instant,
         on_reply: OnReply,
@@ -65,13 +65,11 @@ impl Actor {
         self.awaiting.insert(r, Awaiting::Push(op_id));
         // The payload goes on the wire now; the operation keeps only its completion.
         let payload = std::mem::replace(&mut op.payload, Body::Json(String::new()));
-        let event = std::mem::take(&mut op.event);
-        let jr = Some(ch.join_ref_text.as_str());
+        let event = &op.event;
+        let jr = ch.join_ref_text.as_str();
         op.queued_at = match &payload {
-            Body::Json(json) => {
-                send_text(&mut self.conn, jr, Some(r), &ch.shared.topic, &event, json)
-            }
-            Body::Binary(b) => send_binary(&mut self.conn, jr, r, &ch.shared.topic, &event, b),
+            Body::Json(json) => send_push_text(&mut self.conn, jr, r, &ch.topic_json, event, json),
+            Body::Binary(b) => send_binary(&mut self.conn, Some(jr), r, &ch.shared.topic, event, b),
         };
     }
 
