@@ -196,7 +196,15 @@ fn unescape(lit: &str) -> Option<Cow<'_, str>> {
     if !inner.as_bytes().contains(&b'\\') {
         return Some(Cow::Borrowed(inner));
     }
-    serde_json::from_str::<String>(lit).ok().map(Cow::Owned)
+    unescape_owned(lit).map(Cow::Owned)
+}
+
+/// The contents of an escaped JSON string literal, judged by serde_json (lone surrogates and
+/// all). Out of line: escapes are rare, and the hot functions stay small.
+#[cold]
+#[inline(never)]
+fn unescape_owned(lit: &str) -> Option<String> {
+    serde_json::from_str::<String>(lit).ok()
 }
 
 /// Containers open around the scanner, one bit each (1 = object); 64 levels inline.
@@ -304,9 +312,7 @@ impl Scanner<'_> {
                 let escaped = self.string()?;
                 let lit = &text[start..self.i];
                 if escaped {
-                    serde_json::from_str::<String>(lit)
-                        .ok()
-                        .map(|s| Field::Str(Cow::Owned(s)))
+                    unescape_owned(lit).map(|s| Field::Str(Cow::Owned(s)))
                 } else {
                     Some(Field::Str(Cow::Borrowed(&lit[1..lit.len() - 1])))
                 }
@@ -505,13 +511,10 @@ impl Scanner<'_> {
                 r.key = if escaped {
                     // Rare: compare the unescaped key (an invalid one fails as serde's would).
                     let lit = std::str::from_utf8(lit).ok()?;
-                    let key = match serde_json::from_str::<String>(lit) {
-                        Ok(k) => k,
-                        Err(_) => {
-                            r.object = false;
-                            String::new()
-                        }
-                    };
+                    let key = unescape_owned(lit).unwrap_or_else(|| {
+                        r.object = false;
+                        String::new()
+                    });
                     key_kind(key.as_bytes())
                 } else {
                     key_kind(&lit[1..lit.len() - 1])

@@ -204,7 +204,8 @@ struct Actor {
     /// A frame arrived since the pending heartbeat was sent: the server is not silent.
     heard_since_heartbeat: bool,
     next_ref: u64,
-    channels: FastMap<u64, Chan>,
+    /// Boxed: a table of a few 320-byte entries would hold room for several in every socket.
+    channels: FastMap<u64, Box<Chan>>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
     by_topic: FastMap<Box<str>, Vec<u64>>,
     awaiting: FastMap<u64, Awaiting>,
@@ -531,7 +532,7 @@ impl Actor {
             .push(id);
         self.channels.insert(
             id,
-            Chan {
+            Box::new(Chan {
                 shared,
                 state: ChannelState::Closed,
                 handler: None,
@@ -546,7 +547,7 @@ impl Actor {
                 rejoin_timer: None,
                 leave: None,
                 presence: PresenceTracker::default(),
-            },
+            }),
         );
     }
 
