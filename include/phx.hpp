@@ -217,6 +217,12 @@ struct Options {
     std::vector<std::uint64_t> reconnect_schedule_ms;
     std::vector<std::uint64_t> rejoin_schedule_ms;
     std::string ca_pem;
+    double reconnect_jitter = 0;  // 0..1: each delay d drawn from [d(1-j), d]; 0: exact
+    double rejoin_jitter = 0;
+    std::optional<std::uint64_t> jitter_seed;
+    std::vector<std::uint16_t> stop_close_codes;  // server close codes that stop reconnecting
+    std::uint64_t heartbeat_timeout_ms = 0;       // 0: the heartbeat interval
+    std::uint32_t log_level = 0;                  // a PHX_LOG_* value; 0: every line
     /// Auth token sent as Phoenix 1.8 reads it (subprotocols; see phx_options_set_auth_token).
     std::optional<std::string> auth_token;
     /// Extra headers on the upgrade request, in order.
@@ -235,10 +241,21 @@ struct Options {
     std::size_t max_event_queue_bytes = 0;  // 32 MiB
 };
 
+/// One change to a channel's presence list, borrowed for the duration of the handler call.
+/// Metas are JSON arrays; `current` is absent for a join of a key that was absent.
+struct PresenceChangeView {
+    bool join = true;  // false: a leave
+    std::string_view key;
+    std::optional<std::string_view> current;
+    std::string_view metas;  // the metas that joined or left
+};
+
 /// Callables of a socket (each may be empty). They run on libphx's threads.
 struct SocketHandler {
     std::function<void(SocketState, const Reason *)> on_state;
     std::function<void(std::uint32_t level, std::string_view message)> on_log;
+    /// A log line with its target ("phx::socket", ...); when set, on_log is not called.
+    std::function<void(std::uint32_t level, std::string_view target, std::string_view message)> on_log_record{};
 };
 
 /// Callables of a channel (each may be empty). They run on libphx's threads.
@@ -246,7 +263,15 @@ struct ChannelHandler {
     std::function<void(const MessageView &)> on_message;
     std::function<void(ChannelState)> on_state;
     std::function<void(const Outcome &)> on_rejoin;
+    std::function<void(const PresenceChangeView &)> on_presence{};
+    std::function<void()> on_presence_sync{};
+    /// A successful automatic rejoin: the join response, and whether messages may have been
+    /// missed (the channel had been joined before).
+    std::function<void(const Response &, bool missed)> on_rejoined{};
 };
+
+/// A probe's completion: Status::ok with the round trip in microseconds, or why not.
+using ProbeCompletion = std::function<void(Status, std::uint64_t rtt_us)>;
 
 /// A completion callable: called exactly once, on a libphx thread.
 using Completion = std::function<void(Outcome)>;
@@ -341,6 +366,14 @@ struct SocketHandlerBox {
         auto *self = static_cast<SocketHandlerBox *>(u);
         if (self->h.on_log) self->h.on_log(level, std::string_view(message));
     }
+    static void on_log_record(void *u, std::uint32_t level, const char *target, const char *message) noexcept {
+        auto *self = static_cast<SocketHandlerBox *>(u);
+        if (self->h.on_log_record) {
+            self->h.on_log_record(level, std::string_view(target), std::string_view(message));
+        } else if (self->h.on_log) {
+            self->h.on_log(level, std::string_view(message));
+        }
+    }
     static void release(void *u) noexcept { delete static_cast<SocketHandlerBox *>(u); }
 };
 
@@ -365,6 +398,26 @@ struct ChannelHandlerBox {
     static void on_rejoin(void *u, std::uint32_t status, const phx_reply_t *reply) noexcept {
         auto *self = static_cast<ChannelHandlerBox *>(u);
         if (self->h.on_rejoin) self->h.on_rejoin(Outcome{static_cast<Status>(status), response_of(reply)});
+    }
+    static void on_presence(void *u, const phx_presence_change_t *c) noexcept {
+        auto *self = static_cast<ChannelHandlerBox *>(u);
+        if (!self->h.on_presence) return;
+        PresenceChangeView v;
+        v.join = c->kind == PHX_PRESENCE_JOIN;
+        v.key = std::string_view(c->key, c->key_len);
+        if (c->current != nullptr) v.current = std::string_view(c->current, c->current_len);
+        v.metas = std::string_view(c->metas, c->metas_len);
+        self->h.on_presence(v);
+    }
+    static void on_presence_sync(void *u) noexcept {
+        auto *self = static_cast<ChannelHandlerBox *>(u);
+        if (self->h.on_presence_sync) self->h.on_presence_sync();
+    }
+    static void on_rejoined(void *u, const phx_reply_t *reply, bool missed) noexcept {
+        auto *self = static_cast<ChannelHandlerBox *>(u);
+        if (!self->h.on_rejoined) return;
+        std::optional<Response> r = response_of(reply);
+        self->h.on_rejoined(r ? *r : Response{}, missed);
     }
     static void release(void *u) noexcept { delete static_cast<ChannelHandlerBox *>(u); }
 };
@@ -407,11 +460,15 @@ class Channel {
     /// channel closed for good or its socket was destroyed.
     Status set_handler(ChannelHandler h) noexcept {
         auto *box = new detail::ChannelHandlerBox{std::move(h)};
-        phx_channel_handler_t ch{};
+        phx_channel_handler_ex_t ch{};
+        ch.size = sizeof ch;
         ch.on_message = &detail::ChannelHandlerBox::on_message;
         ch.on_state = &detail::ChannelHandlerBox::on_state;
         ch.on_rejoin = &detail::ChannelHandlerBox::on_rejoin;
-        Status s = detail::status_of(phx_channel_set_handler(c_, &ch, box, &detail::ChannelHandlerBox::release));
+        ch.on_presence = &detail::ChannelHandlerBox::on_presence;
+        ch.on_presence_sync = &detail::ChannelHandlerBox::on_presence_sync;
+        ch.on_rejoined = &detail::ChannelHandlerBox::on_rejoined;
+        Status s = detail::status_of(phx_channel_set_handler_ex(c_, &ch, box, &detail::ChannelHandlerBox::release));
         if (s != Status::ok) delete box;
         return s;
     }
@@ -530,6 +587,13 @@ class Socket {
         if (!opts.rejoin_schedule_ms.empty())
             set(phx_options_set_rejoin_schedule_ms(o, opts.rejoin_schedule_ms.data(), opts.rejoin_schedule_ms.size()));
         if (!opts.ca_pem.empty()) set(phx_options_set_ca_pem(o, opts.ca_pem.c_str()));
+        if (opts.reconnect_jitter != 0 || opts.rejoin_jitter != 0)
+            set(phx_options_set_jitter(o, opts.reconnect_jitter, opts.rejoin_jitter));
+        if (opts.jitter_seed) set(phx_options_set_jitter_seed(o, *opts.jitter_seed));
+        if (!opts.stop_close_codes.empty())
+            set(phx_options_set_stop_close_codes(o, opts.stop_close_codes.data(), opts.stop_close_codes.size()));
+        if (opts.heartbeat_timeout_ms) set(phx_options_set_heartbeat_timeout_ms(o, opts.heartbeat_timeout_ms));
+        if (opts.log_level) set(phx_options_set_log_level(o, opts.log_level));
         if (opts.auth_token) set(phx_options_set_auth_token(o, opts.auth_token->c_str()));
         for (const auto &h : opts.headers) set(phx_options_add_header(o, h.first.c_str(), h.second.c_str()));
         if (opts.max_refusals) set(phx_options_set_max_refusals(o, opts.max_refusals));
@@ -601,10 +665,31 @@ class Socket {
     /// Installs the socket's callables, replacing earlier ones.
     Status set_handler(SocketHandler h) noexcept {
         auto *box = new detail::SocketHandlerBox{std::move(h)};
-        phx_socket_handler_t sh{};
+        phx_socket_handler_ex_t sh{};
+        sh.size = sizeof sh;
         sh.on_state = &detail::SocketHandlerBox::on_state;
         sh.on_log = &detail::SocketHandlerBox::on_log;
-        Status s = detail::status_of(phx_socket_set_handler(s_, &sh, box, &detail::SocketHandlerBox::release));
+        sh.on_log_record = &detail::SocketHandlerBox::on_log_record;
+        Status s = detail::status_of(phx_socket_set_handler_ex(s_, &sh, box, &detail::SocketHandlerBox::release));
+        if (s != Status::ok) delete box;
+        return s;
+    }
+
+    /// The socket's statistics (phx_socket_stats: blocks briefly; not in a callback).
+    Status stats(phx_socket_stats_t &out) const noexcept {
+        out = phx_socket_stats_t{};
+        out.size = sizeof out;
+        return detail::status_of(phx_socket_stats(s_, &out));
+    }
+
+    /// Sends a heartbeat now; `done` runs once on a libphx thread iff this returns Status::ok.
+    Status probe(ProbeCompletion done) noexcept {
+        auto *box = new ProbeCompletion(std::move(done));
+        auto fire = [](void *u, std::uint32_t status, std::uint64_t rtt_us) noexcept {
+            std::unique_ptr<ProbeCompletion> d(static_cast<ProbeCompletion *>(u));
+            if (*d) (*d)(static_cast<Status>(status), rtt_us);
+        };
+        Status s = detail::status_of(phx_socket_probe(s_, fire, box));
         if (s != Status::ok) delete box;
         return s;
     }

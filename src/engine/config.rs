@@ -33,6 +33,26 @@ pub struct Config {
     /// a self-signed certificate. Empty (the default): Mozilla's roots only. Invalid PEM makes
     /// socket creation fail. Not examined in a build without the `tls` feature.
     pub extra_root_certs_pem: Vec<u8>,
+    /// Fraction (0.0 to 1.0) by which each reconnect delay is shortened at random: the delay is
+    /// drawn uniformly from `[d × (1 − jitter), d]`, so a fleet of clients dropped at once does
+    /// not come back in step. 0.0 (the default): the schedule exactly.
+    pub reconnect_jitter: f64,
+    /// The same for the rejoin schedule. 0.0 (the default): the schedule exactly.
+    pub rejoin_jitter: f64,
+    /// Seed of the jitter's random numbers (for reproducible schedules); `None` (the default):
+    /// seeded from the clock.
+    pub jitter_seed: Option<u64>,
+    /// Close codes that stop reconnection: a server close frame with one of them leaves the
+    /// socket `Disconnected` (reason [`DisconnectReason::CloseFrame`](crate::engine::DisconnectReason))
+    /// instead of `Reconnecting`. Empty (the default): every close is followed by reconnects.
+    pub stop_on_close_codes: Vec<u16>,
+    /// How long a heartbeat (or probe) may stay unanswered, with nothing else heard from the
+    /// server, before the connection is declared dead. `None` (the default): the heartbeat
+    /// interval, i.e. until the next heartbeat is due.
+    pub heartbeat_timeout: Option<std::time::Duration>,
+    /// The most detailed log level reported to [`SocketHandler::on_log`](crate::engine::SocketHandler)
+    /// (lines above it are not even formatted). `Debug` (the default): every line.
+    pub log_level: crate::engine::LogLevel,
     /// Auth token sent as Phoenix 1.8 reads it (a socket mounted with `auth_token: true` hands
     /// it to `connect/3` as `connect_info.auth_token`): subprotocols `phoenix` and
     /// `base64url.bearer.phx.<token in base64>`, never in the URL. The server must select
@@ -90,6 +110,12 @@ impl Config {
             max_frame_size: 16 << 20,
             read_buffer_size: 8 << 10,
             extra_root_certs_pem: Vec::new(),
+            reconnect_jitter: 0.0,
+            rejoin_jitter: 0.0,
+            jitter_seed: None,
+            stop_on_close_codes: Vec::new(),
+            heartbeat_timeout: None,
+            log_level: crate::engine::LogLevel::Debug,
             auth_token: None,
             headers: Vec::new(),
             max_refusals: 0,
@@ -100,6 +126,11 @@ impl Config {
             max_channels: 100,
             max_event_queue_bytes: 32 << 20,
         }
+    }
+
+    /// The heartbeat timeout in force.
+    pub(crate) fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout.unwrap_or(self.heartbeat_interval)
     }
 
     /// The delay before attempt `n` (0-based) of a schedule; the last entry repeats.

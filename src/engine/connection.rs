@@ -203,6 +203,8 @@ pub(crate) struct Conn {
     /// Bytes of those frames (what [`Config::max_write_queue_bytes`] bounds).
     bytes: usize,
     unflushed: bool,
+    /// Frames and bytes handed to the stream (the socket's statistics).
+    pub(crate) sent: super::metrics::Traffic,
 }
 
 impl Conn {
@@ -214,6 +216,7 @@ impl Conn {
             live: 0,
             bytes: 0,
             unflushed: false,
+            sent: Default::default(),
         }
     }
 
@@ -261,6 +264,7 @@ impl Conn {
                     let msg = self.outbox.pop_front().flatten().expect("a live frame");
                     self.front += 1;
                     self.live -= 1;
+                    self.sent.add(&msg);
                     self.bytes -= msg.len();
                     Pin::new(&mut self.ws).start_send(msg)?;
                     self.unflushed = true;

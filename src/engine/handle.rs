@@ -18,6 +18,7 @@
 
 use super::actor::{self, Ack, Command};
 use super::connection::{Connector, TcpConnector};
+use super::metrics::SocketMetrics;
 use super::presence::PresenceList;
 use super::runtime;
 use super::types::*;
@@ -449,6 +450,40 @@ impl Socket {
         let mut stats = rx.await.unwrap_or_default();
         stats.cached_channels = self.shared.tracked_channels();
         stats
+    }
+
+    /// The socket's statistics (round trips, connects, disconnect reasons, traffic, pushes).
+    /// The socket's task answers at once, between two events.
+    pub async fn metrics(&self) -> SocketMetrics {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.shared.cmd.send(Command::Metrics(tx)).is_err() {
+            return SocketMetrics::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// [`Socket::metrics`], blocking the calling thread until the socket's task answers. Never
+    /// call it on a library thread or inside an async context. `None` once the socket is shut
+    /// down.
+    pub fn metrics_blocking(&self) -> Option<SocketMetrics> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.cmd.send(Command::Metrics(tx)).ok()?;
+        rx.blocking_recv().ok()
+    }
+
+    /// Sends a heartbeat at once (for an app back from the background or after a network
+    /// change) and reports its round trip to `on_done`, or why there is none (see [`OnProbe`]).
+    /// If a heartbeat is already awaited, its answer serves. The regular heartbeat schedule
+    /// restarts from the probe. `Err(Status::Closed)` (and `on_done` is not called) once the
+    /// socket is shut down.
+    pub fn probe(&self, on_done: OnProbe) -> Result<(), Status> {
+        if self.is_shut_down() {
+            return Err(Status::Closed);
+        }
+        self.shared
+            .cmd
+            .send(Command::Probe(on_done))
+            .map_err(|_| Status::Closed)
     }
 
     /// Threads blocked in [`Socket::connect_wait`] (for tests and diagnostics).

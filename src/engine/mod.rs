@@ -24,6 +24,8 @@ mod auth;
 mod config;
 mod connection;
 mod handle;
+mod jitter;
+mod metrics;
 mod presence;
 pub mod runtime;
 mod timers;
@@ -40,6 +42,7 @@ pub use auth::{
 pub use config::{millis, Config};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
 pub use handle::{Channel, Socket, WaitError};
+pub use metrics::{SocketMetrics, REASON_KINDS};
 pub use presence::{PresenceChange, PresenceList, PRESENCE_DIFF, PRESENCE_STATE};
 pub use types::*;
 pub use url::{endpoint, Endpoint};

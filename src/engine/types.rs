@@ -201,8 +201,14 @@ pub type OnReply = Box<dyn FnOnce(Status, Option<ReplyRef<'_>>) + Send>;
 pub trait SocketHandler: Send + Sync {
     /// The state changed. `reason` is set for `Reconnecting` and `Disconnected` when known.
     fn on_state(&self, _state: SocketState, _reason: Option<&DisconnectReason>) {}
-    /// A log line from the engine.
+    /// A log line from the engine (lines above [`Config::log_level`](crate::engine::Config)
+    /// are not reported).
     fn on_log(&self, _level: LogLevel, _message: &str) {}
+    /// A log line with its target (`"phx::socket"`, `"phx::protocol"`, ...: the part of the
+    /// engine it comes from). The default calls [`SocketHandler::on_log`].
+    fn on_log_record(&self, level: LogLevel, _target: &str, message: &str) {
+        self.on_log(level, message)
+    }
 }
 
 /// Receives a channel's events. Same calling rules as [`SocketHandler`].
@@ -220,7 +226,18 @@ pub trait ChannelHandler: Send + Sync {
     /// A `presence_state` or `presence_diff` was folded into the presence list (after its
     /// [`ChannelHandler::on_presence`] calls), as phoenix.js's `onSync`.
     fn on_presence_sync(&self) {}
+    /// An automatic rejoin succeeded (called right after [`ChannelHandler::on_rejoin`] with
+    /// `Status::Ok`), with the server's join response. `missed` is true when the channel had
+    /// been joined before: messages broadcast while it was not joined were not delivered, so
+    /// the app should resynchronise (fetch what changed since the last message it saw).
+    fn on_rejoined(&self, _response: ReplyRef<'_>, _missed: bool) {}
 }
+
+/// The completion of [`Socket::probe`](crate::engine::Socket::probe): the heartbeat's round
+/// trip, or why there is none (`Disconnected`: the connection was down or dropped; `Timeout`:
+/// no answer within the heartbeat timeout, the connection is then closed; `Closed`: the socket
+/// was disconnected or shut down). Called once, on a library thread.
+pub type OnProbe = Box<dyn FnOnce(Result<std::time::Duration, Status>) + Send>;
 
 /// Counts of the engine's internal tables, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

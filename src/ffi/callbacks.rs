@@ -73,6 +73,138 @@ pub struct phx_channel_handler_t {
     >,
 }
 
+/// A socket's callbacks, extended form (`phx_socket_set_handler_ex`): the members of
+/// `phx_socket_handler_t` and those added since. Set `size` to
+/// `sizeof(phx_socket_handler_ex_t)`: a library built before a member was added ignores it,
+/// and members beyond `size` count as NULL, so old and new programs and libraries mix.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct phx_socket_handler_ex_t {
+    /// `sizeof(phx_socket_handler_ex_t)` as the caller was compiled.
+    pub size: usize,
+    /// As in `phx_socket_handler_t`.
+    pub on_state: Option<
+        unsafe extern "C" fn(user_data: *mut c_void, state: u32, reason: *const phx_reason_t),
+    >,
+    /// As in `phx_socket_handler_t` (not called for a line `on_log_record` receives).
+    pub on_log:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>,
+    /// A log line with its target: `level` a `PHX_LOG_*` value, `target` the part of libphx it
+    /// comes from (`"phx::socket"`, `"phx::protocol"`, ...), `message` the text; both
+    /// NUL-terminated UTF-8 borrowed for the call. When set, `on_log` is not called. Lines
+    /// above the level set by `phx_options_set_log_level` are not reported.
+    pub on_log_record: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            level: u32,
+            target: *const c_char,
+            message: *const c_char,
+        ),
+    >,
+}
+
+/// One change to a channel's presence list (`on_presence`). Every pointer is borrowed for the
+/// duration of the callback only; strings are NUL-terminated UTF-8 with their lengths (NUL
+/// excluded). Metas are JSON arrays of the metas' objects (each with its `phx_ref`).
+#[repr(C)]
+pub struct phx_presence_change_t {
+    /// `PHX_PRESENCE_JOIN` or `PHX_PRESENCE_LEAVE`.
+    pub kind: u32,
+    /// The presence key (a user id, say).
+    pub key: *const c_char,
+    pub key_len: usize,
+    /// The key's metas: for a join, before the join (NULL, length 0, when the key was absent,
+    /// as phoenix.js's `onJoin` gets `undefined`); for a leave, after it (`[]` when the key is
+    /// gone).
+    pub current: *const c_char,
+    pub current_len: usize,
+    /// The metas that joined (`PHX_PRESENCE_JOIN`) or left (`PHX_PRESENCE_LEAVE`).
+    pub metas: *const c_char,
+    pub metas_len: usize,
+}
+
+/// `phx_presence_change_t.kind`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum phx_presence_kind_t {
+    PHX_PRESENCE_JOIN = 1,
+    PHX_PRESENCE_LEAVE = 2,
+}
+
+/// A channel's callbacks, extended form (`phx_channel_set_handler_ex`): the members of
+/// `phx_channel_handler_t` and those added since. Set `size` to
+/// `sizeof(phx_channel_handler_ex_t)` (see `phx_socket_handler_ex_t`). Any member may be NULL.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct phx_channel_handler_ex_t {
+    /// `sizeof(phx_channel_handler_ex_t)` as the caller was compiled.
+    pub size: usize,
+    /// As in `phx_channel_handler_t`.
+    pub on_message: Option<unsafe extern "C" fn(user_data: *mut c_void, msg: *const phx_message_t)>,
+    /// As in `phx_channel_handler_t`.
+    pub on_state: Option<unsafe extern "C" fn(user_data: *mut c_void, state: u32)>,
+    /// As in `phx_channel_handler_t`.
+    pub on_rejoin: Option<
+        unsafe extern "C" fn(user_data: *mut c_void, status: u32, reply: *const phx_reply_t),
+    >,
+    /// Metas joined or left a key of the presence list, in the order phoenix.js's
+    /// `onJoin`/`onLeave` report them, after the list (`phx_channel_presence`) was updated for
+    /// the whole frame.
+    pub on_presence:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, change: *const phx_presence_change_t)>,
+    /// A `presence_state` or `presence_diff` was folded into the list (after its
+    /// `on_presence` calls), as phoenix.js's `onSync`.
+    pub on_presence_sync: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    /// An automatic rejoin succeeded (right after `on_rejoin` with `PHX_OK`): `reply` is the
+    /// server's join reply (borrowed for the call); `missed` is true when the channel had
+    /// been joined before, so messages sent meanwhile were lost: resynchronise.
+    pub on_rejoined: Option<
+        unsafe extern "C" fn(user_data: *mut c_void, reply: *const phx_reply_t, missed: bool),
+    >,
+}
+
+impl From<phx_socket_handler_t> for phx_socket_handler_ex_t {
+    fn from(h: phx_socket_handler_t) -> Self {
+        phx_socket_handler_ex_t {
+            size: std::mem::size_of::<Self>(),
+            on_state: h.on_state,
+            on_log: h.on_log,
+            on_log_record: None,
+        }
+    }
+}
+
+impl From<phx_channel_handler_t> for phx_channel_handler_ex_t {
+    fn from(h: phx_channel_handler_t) -> Self {
+        phx_channel_handler_ex_t {
+            size: std::mem::size_of::<Self>(),
+            on_message: h.on_message,
+            on_state: h.on_state,
+            on_rejoin: h.on_rejoin,
+            on_presence: None,
+            on_presence_sync: None,
+            on_rejoined: None,
+        }
+    }
+}
+
+/// Reads a caller's sized struct (first member `size_t size`): the members within `size`,
+/// the rest zeroed (NULL callbacks). `None` for a `size` too small to hold `size` itself.
+///
+/// # Safety
+/// `p` is non-NULL and points to at least `size` readable bytes; `T` is a `repr(C)` struct of
+/// a `usize` then nullable function pointers (all-zero is a valid value).
+pub(crate) unsafe fn read_sized<T: Copy>(p: *const T) -> Option<T> {
+    let size = std::ptr::read_unaligned(p.cast::<usize>());
+    if size < std::mem::size_of::<usize>() {
+        return None;
+    }
+    let mut out = std::mem::MaybeUninit::<T>::zeroed();
+    let n = size.min(std::mem::size_of::<T>());
+    std::ptr::copy_nonoverlapping(p.cast::<u8>(), out.as_mut_ptr().cast::<u8>(), n);
+    Some(out.assume_init())
+}
+
 /// The caller's callbacks of one kind plus `user_data`; dropping the last reference calls
 /// `free_user_data`.
 pub(crate) struct Registration<H> {
@@ -107,8 +239,8 @@ impl<H> Drop for Registration<H> {
     }
 }
 
-pub(crate) type SocketRegistration = Registration<phx_socket_handler_t>;
-pub(crate) type ChannelRegistration = Registration<phx_channel_handler_t>;
+pub(crate) type SocketRegistration = Registration<phx_socket_handler_ex_t>;
+pub(crate) type ChannelRegistration = Registration<phx_channel_handler_ex_t>;
 pub(crate) type WakeRegistration = Registration<phx_wake_fn>;
 
 impl SocketRegistration {
@@ -123,7 +255,15 @@ impl SocketRegistration {
         }
     }
 
-    pub(crate) fn on_log(&self, level: LogLevel, message: &str) {
+    pub(crate) fn on_log(&self, level: LogLevel, target: &str, message: &str) {
+        if let Some(f) = self.callbacks.on_log_record {
+            // A log line allocates already; the target is a short static name.
+            let target = std::ffi::CString::new(target).unwrap_or_default();
+            // SAFETY: the caller's callback; both texts live until the call returns.
+            return with_c_text(message, |m| unsafe {
+                f(self.user_data.0, log_level(level), target.as_ptr(), m)
+            });
+        }
         if let Some(f) = self.callbacks.on_log {
             // SAFETY: as above; the text lives until the call returns.
             with_c_text(message, |text| unsafe {
@@ -155,6 +295,73 @@ impl ChannelRegistration {
             with_reply(reply.as_ref(), |r| unsafe { f(self.user_data.0, code, r) })
         }
     }
+}
+
+impl ChannelRegistration {
+    pub(crate) fn on_presence(&self, change: &crate::engine::PresenceChange) {
+        if let Some(f) = self.callbacks.on_presence {
+            // SAFETY: the caller's callback; the view borrows `change` until it returns.
+            with_presence_change(change, |c| unsafe { f(self.user_data.0, c) })
+        }
+    }
+
+    pub(crate) fn on_presence_sync(&self) {
+        if let Some(f) = self.callbacks.on_presence_sync {
+            // SAFETY: the caller's callback.
+            unsafe { f(self.user_data.0) }
+        }
+    }
+
+    pub(crate) fn on_rejoined(&self, reply: &ReplyRef<'_>, missed: bool) {
+        if let Some(f) = self.callbacks.on_rejoined {
+            // SAFETY: the reply view lives until the call returns.
+            with_reply(Some(reply), |r| unsafe { f(self.user_data.0, r, missed) })
+        }
+    }
+}
+
+/// The parts of a presence change: kind, key, current metas (if any), joined/left metas.
+pub(crate) fn presence_parts(c: &crate::engine::PresenceChange) -> (u32, &str, Option<&str>, &str) {
+    use crate::engine::PresenceChange::*;
+    match c {
+        Join {
+            key,
+            current,
+            joined,
+        } => (
+            phx_presence_kind_t::PHX_PRESENCE_JOIN as u32,
+            key,
+            current.as_deref(),
+            joined,
+        ),
+        Leave { key, current, left } => (
+            phx_presence_kind_t::PHX_PRESENCE_LEAVE as u32,
+            key,
+            Some(current.as_str()),
+            left,
+        ),
+    }
+}
+
+fn with_presence_change<R>(
+    c: &crate::engine::PresenceChange,
+    f: impl FnOnce(*const phx_presence_change_t) -> R,
+) -> R {
+    let (kind, key, current, metas) = presence_parts(c);
+    // NUL-terminated copies: the change's strings are not.
+    let key_c = std::ffi::CString::new(key).unwrap_or_default();
+    let current_c = current.map(|c| std::ffi::CString::new(c).unwrap_or_default());
+    let metas_c = std::ffi::CString::new(metas).unwrap_or_default();
+    let view = phx_presence_change_t {
+        kind,
+        key: key_c.as_ptr(),
+        key_len: key.len(),
+        current: current_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        current_len: current.map_or(0, str::len),
+        metas: metas_c.as_ptr(),
+        metas_len: metas.len(),
+    };
+    f(&view)
 }
 
 impl WakeRegistration {

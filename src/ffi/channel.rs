@@ -3,8 +3,8 @@
 //! `blocking`, over the same operations).
 
 use super::callbacks::{
-    phx_channel_handler_t, phx_free_fn, phx_reply_cb, submit, CallbackSink, ChannelRegistration,
-    CompletionSink,
+    phx_channel_handler_ex_t, phx_channel_handler_t, phx_free_fn, phx_reply_cb, read_sized, submit,
+    CallbackSink, ChannelRegistration, CompletionSink,
 };
 use super::handles::{live, phx_channel_t, phx_socket_t, socket_arg};
 use super::queue::QueueSink;
@@ -157,10 +157,40 @@ pub unsafe extern "C" fn phx_channel_set_handler(
     free_user_data: phx_free_fn,
 ) -> phx_status_t {
     guard(|| {
+        let h = h.as_ref().map(|h| phx_channel_handler_ex_t::from(*h));
+        install(c, h, user_data, free_user_data)
+    })
+}
+
+/// `phx_channel_set_handler` with the extended callbacks (presence, rejoin awareness): same
+/// rules, ownership and threads. `h->size` must be set (see `phx_channel_handler_ex_t`);
+/// `PHX_ERR_INVALID_ARGUMENT` if it is smaller than a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn phx_channel_set_handler_ex(
+    c: *mut phx_channel_t,
+    h: *const phx_channel_handler_ex_t,
+    user_data: *mut c_void,
+    free_user_data: phx_free_fn,
+) -> phx_status_t {
+    guard(|| {
+        let h = match h.is_null() {
+            true => None,
+            false => Some(read_sized(h).ok_or(phx_status_t::PHX_ERR_INVALID_ARGUMENT)?),
+        };
+        install(c, h, user_data, free_user_data)
+    })
+}
+
+unsafe fn install(
+    c: *mut phx_channel_t,
+    h: Option<phx_channel_handler_ex_t>,
+    user_data: *mut c_void,
+    free_user_data: phx_free_fn,
+) -> FfiResult {
+    {
         let c = live(c)?;
-        let registration = h
-            .as_ref()
-            .map(|h| Arc::new(ChannelRegistration::new(*h, user_data, free_user_data)));
+        let registration =
+            h.map(|h| Arc::new(ChannelRegistration::new(h, user_data, free_user_data)));
         match c.hub.replace(registration) {
             Ok(old) => drop(old),
             Err(refused) => {
@@ -172,7 +202,7 @@ pub unsafe extern "C" fn phx_channel_set_handler(
             }
         }
         Ok(())
-    })
+    }
 }
 
 /// Joins channel `c` (one join per channel instance).

@@ -26,8 +26,8 @@ use super::queue::EventQueue;
 use super::status::phx_status_t;
 use super::util::{handle_ref, lock, FfiResult};
 use crate::engine::{
-    Channel, ChannelHandler, ChannelState, DisconnectReason, LogLevel, Message, ReplyRef, Socket,
-    SocketHandler, SocketState, Status,
+    Channel, ChannelHandler, ChannelState, DisconnectReason, LogLevel, Message, PresenceChange,
+    ReplyRef, Socket, SocketHandler, SocketState, Status,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,14 +165,14 @@ impl SocketHandler for SocketHub {
         }
     }
 
-    fn on_log(&self, level: LogLevel, message: &str) {
+    fn on_log_record(&self, level: LogLevel, target: &str, message: &str) {
         let core = &self.0;
         if core.is_closed() {
             return;
         }
         let user = lock(&core.user).clone();
         if let Some(user) = user {
-            user.on_log(level, message);
+            user.on_log(level, target, message);
         }
     }
 }
@@ -274,6 +274,42 @@ impl ChannelHandler for ChannelTap {
         }
         if let Some(user) = self.hub.current() {
             user.on_rejoin(status, reply);
+        }
+    }
+
+    fn on_presence(&self, change: &PresenceChange) {
+        if self.core.is_closed() {
+            return;
+        }
+        if let Some(queue) = self.core.events.get() {
+            queue.push_presence(self.hub.id, &self.hub.topic, Some(change));
+        }
+        if let Some(user) = self.hub.current() {
+            user.on_presence(change);
+        }
+    }
+
+    fn on_presence_sync(&self) {
+        if self.core.is_closed() {
+            return;
+        }
+        if let Some(queue) = self.core.events.get() {
+            queue.push_presence(self.hub.id, &self.hub.topic, None);
+        }
+        if let Some(user) = self.hub.current() {
+            user.on_presence_sync();
+        }
+    }
+
+    fn on_rejoined(&self, response: ReplyRef<'_>, missed: bool) {
+        if self.core.is_closed() {
+            return;
+        }
+        if let Some(queue) = self.core.events.get() {
+            queue.push_rejoined(self.hub.id, &self.hub.topic, &response, missed);
+        }
+        if let Some(user) = self.hub.current() {
+            user.on_rejoined(&response, missed);
         }
     }
 }

@@ -50,6 +50,9 @@ mod blocking;
 mod events;
 mod presence;
 
+/// Statistics and probes.
+mod observe;
+
 /// The handle types and what they share.
 mod handles;
 
@@ -67,11 +70,13 @@ mod sync;
 
 pub use blocking::*;
 pub use callbacks::{
-    phx_channel_handler_t, phx_free_fn, phx_reply_cb, phx_socket_handler_t, phx_wake_fn,
+    phx_channel_handler_ex_t, phx_channel_handler_t, phx_free_fn, phx_presence_change_t,
+    phx_presence_kind_t, phx_reply_cb, phx_socket_handler_ex_t, phx_socket_handler_t, phx_wake_fn,
 };
 pub use channel::*;
 pub use events::*;
 pub use handles::{phx_channel_t, phx_socket_t};
+pub use observe::*;
 pub use options::*;
 pub use presence::*;
 pub use provide::*;

@@ -23,6 +23,11 @@ pub struct phx_options_t {
     max_refusals: Option<u32>,
     provider: Option<(crate::engine::Provider, super::provide::ProviderKeep)>,
     provider_timeout: Option<Duration>,
+    jitter: Option<(f64, f64)>,
+    jitter_seed: Option<u64>,
+    stop_codes: Option<Vec<u16>>,
+    heartbeat_timeout: Option<Duration>,
+    log_level: Option<crate::engine::LogLevel>,
     max_frame_size: Option<usize>,
     max_write_queue_bytes: Option<usize>,
     max_buffered_pushes: Option<usize>,
@@ -69,6 +74,22 @@ impl phx_options_t {
         }
         if let Some(d) = self.provider_timeout {
             config.provider_timeout = d;
+        }
+        if let Some((reconnect, rejoin)) = self.jitter {
+            config.reconnect_jitter = reconnect;
+            config.rejoin_jitter = rejoin;
+        }
+        if self.jitter_seed.is_some() {
+            config.jitter_seed = self.jitter_seed;
+        }
+        if let Some(codes) = &self.stop_codes {
+            config.stop_on_close_codes = codes.clone();
+        }
+        if self.heartbeat_timeout.is_some() {
+            config.heartbeat_timeout = self.heartbeat_timeout;
+        }
+        if let Some(level) = self.log_level {
+            config.log_level = level;
         }
         let bounds = [
             (self.max_frame_size, &mut config.max_frame_size),
@@ -383,6 +404,97 @@ pub unsafe extern "C" fn phx_options_set_connect_provider(
         let provider = super::provide::provider(provide, user_data, free_user_data)?;
         o.provider = Some(provider);
         o.provider_timeout = Some(timeout);
+        Ok(())
+    })
+}
+
+/// Sets the jitter of the reconnect and rejoin schedules: each delay `d` is drawn uniformly
+/// from `[d × (1 − jitter), d]`, so clients dropped together do not return together. Each
+/// value lies in 0.0 to 1.0; 0.0 (the default) keeps the schedule exact. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL or a value outside 0.0 to 1.0 (NaN included). Any
+/// thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_jitter(
+    o: *mut phx_options_t,
+    reconnect: f64,
+    rejoin: f64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        let ok = |j: f64| (0.0..=1.0).contains(&j);
+        if !ok(reconnect) || !ok(rejoin) {
+            return Err(INVALID);
+        }
+        o.jitter = Some((reconnect, rejoin));
+        Ok(())
+    })
+}
+
+/// Seeds the jitter's random numbers (for reproducible schedules in tests); by default they
+/// are seeded from the clock. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL. Any thread, one at
+/// a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_jitter_seed(
+    o: *mut phx_options_t,
+    seed: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.jitter_seed = Some(seed);
+        Ok(())
+    })
+}
+
+/// Sets the close codes that stop reconnection: a server close frame with one of them leaves
+/// the socket `PHX_SOCKET_DISCONNECTED` with reason `PHX_REASON_CLOSE_FRAME` (its `code` the
+/// close code) instead of reconnecting; `phx_socket_connect` starts again. `codes` (borrowed
+/// for the call, copied) holds `n` codes; `n == 0` clears the list (the default: every close
+/// is followed by reconnects). Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL options object or
+/// `codes` NULL with `n > 0`. Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_stop_close_codes(
+    o: *mut phx_options_t,
+    codes: *const u16,
+    n: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.stop_codes = Some(c_slice(codes, n)?.to_vec());
+        Ok(())
+    })
+}
+
+/// Sets how long a heartbeat (or probe) may stay unanswered, with nothing else heard from the
+/// server, before the connection is closed (`PHX_REASON_HEARTBEAT_TIMEOUT`) and reconnects;
+/// in milliseconds (> 0). By default it is the heartbeat interval (the next heartbeat's due
+/// time). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per
+/// options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_heartbeat_timeout_ms(
+    o: *mut phx_options_t,
+    ms: u64,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.heartbeat_timeout = Some(positive(ms)?);
+        Ok(())
+    })
+}
+
+/// Sets the most detailed log level reported to `on_log` / `on_log_record` (a `PHX_LOG_*`
+/// value; lines above it are not even formatted). Default `PHX_LOG_DEBUG`: every line.
+/// Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or an unknown level. Any thread, one at a
+/// time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_log_level(
+    o: *mut phx_options_t,
+    level: u32,
+) -> phx_status_t {
+    use crate::engine::LogLevel;
+    with_options(o, |o| {
+        o.log_level = Some(match level {
+            1 => LogLevel::Error,
+            2 => LogLevel::Warn,
+            3 => LogLevel::Info,
+            4 => LogLevel::Debug,
+            _ => return Err(INVALID),
+        });
         Ok(())
     })
 }

@@ -34,6 +34,11 @@ use std::time::Instant;
 /// | `PHX_EVENT_CHANNEL_STATE` | `channel_id`, `topic`, `state` (a `PHX_CHANNEL_*` value) |
 /// | `PHX_EVENT_REJOIN` | `channel_id`, `topic`, `status`; with a server reply `reply_status` and the payload fields |
 /// | `PHX_EVENT_OVERFLOW` | `dropped`: how many events were dropped since the previous overflow event |
+/// | `PHX_EVENT_PRESENCE_JOIN` | `channel_id`, `topic`, `key`, `metas` (the metas that joined, a JSON array), the key's metas before the join as a JSON payload (`payload` NULL, length 0, when the key was absent) |
+/// | `PHX_EVENT_PRESENCE_LEAVE` | `channel_id`, `topic`, `key`, `metas` (the metas that left), the key's metas after the leave as a JSON payload (`[]` when the key is gone) |
+/// | `PHX_EVENT_PRESENCE_SYNC` | `channel_id`, `topic` (read the list with `phx_channel_presence`) |
+/// | `PHX_EVENT_REJOINED` | `channel_id`, `topic`, `status` (`PHX_OK`), `reply_status` and the payload fields (the server's join response), `missed` |
+/// | `PHX_EVENT_PROBE` | `tag`, `status` (`PHX_OK`, `PHX_ERR_DISCONNECTED`, `PHX_ERR_TIMEOUT` or `PHX_ERR_CLOSED`), `rtt_us` |
 ///
 /// `channel_id` names the channel instance (`phx_channel_id`): while an old instance of a
 /// topic is still leaving and a new one joins, both have the same topic but not the same id.
@@ -74,6 +79,17 @@ pub struct phx_event_t {
     /// Why the socket changed state: set for `PHX_EVENT_SOCKET_STATE` (kind `PHX_REASON_NONE`
     /// when none was given), NULL for every other kind. Owned by the event.
     pub reason: *const phx_reason_t,
+    /// The presence key (`PHX_EVENT_PRESENCE_JOIN`, `PHX_EVENT_PRESENCE_LEAVE`).
+    pub key: *const c_char,
+    pub key_len: usize,
+    /// The metas that joined or left, a JSON array (presence events).
+    pub metas: *const c_char,
+    pub metas_len: usize,
+    /// 1 when messages may have been missed (`PHX_EVENT_REJOINED`: the channel had been
+    /// joined before), 0 otherwise.
+    pub missed: u32,
+    /// The heartbeat's round trip in microseconds (`PHX_EVENT_PROBE` with `PHX_OK`).
+    pub rtt_us: u64,
 }
 
 /// The allocation behind a `phx_event_t *`: the public part first, then its storage.
@@ -106,6 +122,10 @@ pub(crate) struct EventSpec<'a> {
     reply_status: Option<&'a str>,
     payload: Option<Payload<'a>>,
     reason: Option<phx_reason_t>,
+    key: Option<&'a str>,
+    metas: Option<&'a str>,
+    missed: u32,
+    rtt_us: u64,
 }
 
 impl EventSpec<'_> {
@@ -137,17 +157,20 @@ impl EventSpec<'_> {
             self.join_ref,
             self.ref_,
             self.reply_status,
+            self.key,
+            self.metas,
         ];
         let (payload_kind, payload) = self.payload.as_ref().map_or((0, &[][..]), payload_parts);
         let size = strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
             + self.payload.map_or(0, |_| payload.len());
         let mut storage = Vec::with_capacity(size);
         let mut pack = StrPack::new(&mut storage);
-        let [topic, event, join_ref, ref_, reply_status] = strs.map(|s| pack.push_opt(s));
+        let [topic, event, join_ref, ref_, reply_status, key, metas] =
+            strs.map(|s| pack.push_opt(s));
         let body = self.payload.map(|_| pack.push_bytes(payload));
         let buf = pack.finish();
-        let [topic, event, join_ref, ref_, reply_status] =
-            [topic, event, join_ref, ref_, reply_status].map(|p| opt_ptr(p, buf));
+        let [topic, event, join_ref, ref_, reply_status, key, metas] =
+            [topic, event, join_ref, ref_, reply_status, key, metas].map(|p| opt_ptr(p, buf));
         let ev = phx_event_t {
             kind: self.kind,
             status: self.status,
@@ -169,6 +192,12 @@ impl EventSpec<'_> {
             payload: body.map_or(std::ptr::null(), |p| p.bytes_ptr(buf)),
             payload_len: body.map_or(0, Packed::len),
             reason: std::ptr::null(),
+            key: key.0,
+            key_len: key.1,
+            metas: metas.0,
+            metas_len: metas.1,
+            missed: self.missed,
+            rtt_us: self.rtt_us,
         };
         let mut event = Box::new(EventBox {
             ev,
@@ -576,6 +605,76 @@ impl EventQueue {
             },
             true,
         );
+    }
+}
+
+impl EventQueue {
+    /// A presence change (`Some`) or sync (`None`) of a channel.
+    pub(crate) fn push_presence(
+        self: &Arc<Self>,
+        channel_id: u64,
+        topic: &str,
+        change: Option<&crate::engine::PresenceChange>,
+    ) {
+        let mut spec = EventSpec {
+            kind: phx_event_kind_t::PHX_EVENT_PRESENCE_SYNC as u32,
+            channel_id,
+            topic: Some(topic),
+            ..EventSpec::default()
+        };
+        if let Some(change) = change {
+            let (kind, key, current, metas) = super::callbacks::presence_parts(change);
+            spec.kind = if kind == super::callbacks::phx_presence_kind_t::PHX_PRESENCE_JOIN as u32 {
+                phx_event_kind_t::PHX_EVENT_PRESENCE_JOIN as u32
+            } else {
+                phx_event_kind_t::PHX_EVENT_PRESENCE_LEAVE as u32
+            };
+            spec.key = Some(key);
+            spec.metas = Some(metas);
+            spec.payload = current.map(Payload::Json);
+        }
+        self.push(&spec, true);
+    }
+
+    pub(crate) fn push_rejoined(
+        self: &Arc<Self>,
+        channel_id: u64,
+        topic: &str,
+        reply: &ReplyRef<'_>,
+        missed: bool,
+    ) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_REJOINED as u32,
+                status: phx_status_t::PHX_OK as u32,
+                channel_id,
+                topic: Some(topic),
+                reply_status: Some(reply.status),
+                payload: Some(reply.response),
+                missed: u32::from(missed),
+                ..EventSpec::default()
+            },
+            true,
+        );
+    }
+
+    /// A probe's outcome (never dropped, as replies are not).
+    pub(crate) fn push_probe(self: &Arc<Self>, tag: u64, status: u32, rtt_us: u64) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_PROBE as u32,
+                status,
+                tag,
+                rtt_us,
+                ..EventSpec::default()
+            },
+            false,
+        );
+    }
+
+    /// Events waiting to be taken.
+    pub(crate) fn len(&self) -> usize {
+        sync::lock(&self.state).items.len()
     }
 }
 

@@ -1,7 +1,9 @@
 //! `phx_socket_t`'s entry points: creation, connecting, states, handlers, freeing. The handle
 //! itself and what it shares with its channels are in `handles`.
 
-use super::callbacks::{phx_free_fn, phx_socket_handler_t, SocketRegistration};
+use super::callbacks::{
+    phx_free_fn, phx_socket_handler_ex_t, phx_socket_handler_t, read_sized, SocketRegistration,
+};
 use super::handles::{phx_socket_t, socket_arg, SocketCore, SocketHub};
 use super::options::phx_options_t;
 use super::status::phx_status_t;
@@ -179,14 +181,41 @@ pub unsafe extern "C" fn phx_socket_set_handler(
     free_user_data: phx_free_fn,
 ) -> phx_status_t {
     guard(|| {
-        let s = socket_arg(s)?;
-        let registration = h
-            .as_ref()
-            .map(|h| Arc::new(SocketRegistration::new(*h, user_data, free_user_data)));
-        let old = std::mem::replace(&mut *lock(&s.core.user), registration);
-        drop(old);
-        Ok(())
+        let h = h.as_ref().map(|h| phx_socket_handler_ex_t::from(*h));
+        install(s, h, user_data, free_user_data)
     })
+}
+
+/// `phx_socket_set_handler` with the extended callbacks (`on_log_record`): same rules,
+/// ownership and threads. `h->size` must be set (see `phx_socket_handler_ex_t`);
+/// `PHX_ERR_INVALID_ARGUMENT` if it is smaller than a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn phx_socket_set_handler_ex(
+    s: *mut phx_socket_t,
+    h: *const phx_socket_handler_ex_t,
+    user_data: *mut c_void,
+    free_user_data: phx_free_fn,
+) -> phx_status_t {
+    guard(|| {
+        let h = match h.is_null() {
+            true => None,
+            false => Some(read_sized(h).ok_or(phx_status_t::PHX_ERR_INVALID_ARGUMENT)?),
+        };
+        install(s, h, user_data, free_user_data)
+    })
+}
+
+unsafe fn install(
+    s: *mut phx_socket_t,
+    h: Option<phx_socket_handler_ex_t>,
+    user_data: *mut c_void,
+    free_user_data: phx_free_fn,
+) -> super::util::FfiResult {
+    let s = socket_arg(s)?;
+    let registration = h.map(|h| Arc::new(SocketRegistration::new(h, user_data, free_user_data)));
+    let old = std::mem::replace(&mut *lock(&s.core.user), registration);
+    drop(old);
+    Ok(())
 }
 
 /// Frees socket `s`: closes its connection, completes every pending operation with

@@ -103,6 +103,16 @@ pub enum phx_event_kind_t {
     PHX_EVENT_REJOIN = 5,
     /// Events were dropped because the queue was full; `dropped` tells how many.
     PHX_EVENT_OVERFLOW = 6,
+    /// Metas joined a key of a channel's presence list.
+    PHX_EVENT_PRESENCE_JOIN = 7,
+    /// Metas left a key of a channel's presence list.
+    PHX_EVENT_PRESENCE_LEAVE = 8,
+    /// A `presence_state` or `presence_diff` was folded into a channel's presence list.
+    PHX_EVENT_PRESENCE_SYNC = 9,
+    /// An automatic rejoin succeeded; `missed` tells whether messages may have been missed.
+    PHX_EVENT_REJOINED = 10,
+    /// A `phx_socket_probe_tagged` completed.
+    PHX_EVENT_PROBE = 11,
 }
 
 /// Capacity of `phx_reason_t.text`, terminating NUL included.

@@ -442,6 +442,50 @@ void test_move_only_raii() {
     H_CHECK(x.state() == phx::ChannelState::closed);
 }
 
+
+// ---- presence, rejoin awareness, statistics, probes ----------------------------------------------
+
+void test_presence_rejoined_stats_probe() {
+    Server server;
+    phx::Options o = fast_options();
+    o.params_json = "{\"token\":\"alice\"}";
+    o.heartbeat_timeout_ms = 5000;
+    o.stop_close_codes = {4001};
+    Seen presence, rejoined;  // outlive the socket: its callables use them until it is destroyed
+    phx::Socket socket(server.url(), o);
+    phx::Channel room = socket.channel("presence:room1");
+    phx::ChannelHandler h;
+    h.on_presence = [&](const phx::PresenceChangeView &c) {
+        presence.add(std::string(c.join ? "join " : "leave ") + std::string(c.key) + (c.current ? " had" : " new"));
+    };
+    h.on_presence_sync = [&] { presence.add("sync"); };
+    h.on_rejoined = [&](const phx::Response &r, bool missed) { rejoined.add(r.status + (missed ? " missed" : " complete")); };
+    H_CHECK(room.set_handler(std::move(h)) == phx::Status::ok);
+    socket.connect_wait();
+    auto joined = room.join();
+    get(joined);
+    presence.wait(2);
+    auto items = presence.snapshot();
+    H_EQ_STR(items[0].c_str(), "join alice new");
+
+    phx_socket_stats_t st;
+    H_CHECK(socket.stats(st) == phx::Status::ok);
+    H_EQ_U(st.connects, 1);
+    std::promise<std::pair<phx::Status, std::uint64_t>> probed;
+    auto probed_fut = probed.get_future();
+    H_CHECK(socket.probe([&](phx::Status s, std::uint64_t rtt) { probed.set_value({s, rtt}); }) == phx::Status::ok);
+    H_CHECK(probed_fut.wait_for(kWait) == std::future_status::ready);
+    auto result = probed_fut.get();
+    H_CHECK(result.first == phx::Status::ok && result.second > 0);
+
+    server.control("drop");
+    rejoined.wait(1);
+    const std::string first_rejoin = rejoined.snapshot()[0];
+    H_EQ_STR(first_rejoin.c_str(), "ok missed");
+    H_CHECK(socket.stats(st) == phx::Status::ok);
+    H_EQ_U(st.reconnects, 1);
+}
+
 static_assert(!std::is_copy_constructible_v<phx::Socket> && std::is_nothrow_move_constructible_v<phx::Socket>);
 static_assert(!std::is_copy_constructible_v<phx::Channel> && std::is_nothrow_move_constructible_v<phx::Channel>);
 
@@ -460,6 +504,7 @@ static const h_case cases[] = {
     H_CASE(destroy_socket_with_operations_pending),
     H_CASE(callbacks_call_back_into_the_api),
     H_CASE(move_only_raii),
+    H_CASE(presence_rejoined_stats_probe),
     H_CASE(auth_token_headers_and_provider),
 };
 

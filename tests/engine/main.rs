@@ -8,6 +8,7 @@ mod channel;
 mod faults;
 mod invariants;
 mod live;
+mod policies;
 mod presence;
 mod socket;
 mod support;

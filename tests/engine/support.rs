@@ -88,6 +88,8 @@ pub enum Ev {
     Log(LogLevel, String),
     Presence(PresenceChange),
     PresenceSync,
+    /// A successful rejoin: the join response and whether messages may have been missed.
+    Rejoined(Owned, bool),
 }
 
 /// Records events into a channel the test awaits.
@@ -141,6 +143,9 @@ impl ChannelHandler for Recorder {
     }
     fn on_presence_sync(&self) {
         self.send(Ev::PresenceSync);
+    }
+    fn on_rejoined(&self, response: ReplyRef<'_>, missed: bool) {
+        self.send(Ev::Rejoined(Owned::of(response.response), missed));
     }
 }
 

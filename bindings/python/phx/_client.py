@@ -43,6 +43,7 @@ _log = logging.getLogger("phx")
 
 # Event kinds (phx_event_kind_t) and payload kinds (phx_payload_kind_t).
 _EV_REPLY, _EV_MESSAGE, _EV_SOCKET_STATE, _EV_CHANNEL_STATE, _EV_REJOIN, _EV_OVERFLOW = range(1, 7)
+_EV_PRESENCE_JOIN, _EV_PRESENCE_LEAVE, _EV_PRESENCE_SYNC, _EV_REJOINED, _EV_PROBE = range(7, 12)
 _PAYLOAD_BINARY = 1
 
 _SOCKET_STATES = (
@@ -313,6 +314,7 @@ class PhoenixSocket:
         self._states: Broadcast[PhoenixSocketState] = Broadcast()
         self._connect_waiters: list[asyncio.Future[None]] = []
         self._dropped = 0
+        self._probes: dict[int, asyncio.Future[float]] = {}
 
     # ---- public API --------------------------------------------------------------------------
 
@@ -437,6 +439,10 @@ class PhoenixSocket:
             if not waiter.done():
                 waiter.set_exception(PhoenixException("Socket closed", None, Status.CLOSED))
         self._connect_waiters.clear()
+        probes, self._probes = self._probes, {}
+        for probe in probes.values():
+            if not probe.done():
+                probe.set_exception(PhoenixException("Socket closed", None, Status.CLOSED))
         channels, self._channels = self._channels, {}
         for channel in channels.values():
             channel._release()
@@ -519,6 +525,47 @@ class PhoenixSocket:
         old instance of a topic may still be leaving while a new one joins)."""
         return self._channels.get(int(ev.channel_id))
 
+    def stats(self) -> dict[str, Any]:
+        """The socket's statistics (``phx_socket_stats``): ``rtt_last`` and ``rtt_smoothed``
+        (seconds, ``None`` before the first heartbeat answer), ``connects``, ``reconnects``,
+        ``disconnects`` (counts by ``ReasonKind`` name), ``frames_in``, ``bytes_in``,
+        ``frames_out``, ``bytes_out``, ``pushes_in_flight``, ``pushes_buffered``,
+        ``events_queued``."""
+        handle = self._require_open("stats")
+        st = ffi.new("phx_socket_stats_t *")
+        st.size = ffi.sizeof("phx_socket_stats_t")
+        _check(lib.phx_socket_stats(handle, st), "phx_socket_stats")
+
+        def rtt(us: int) -> float | None:
+            return us / 1e6 if us else None
+
+        return {
+            "rtt_last": rtt(int(st.rtt_last_us)),
+            "rtt_smoothed": rtt(int(st.rtt_smoothed_us)),
+            "connects": st.connects,
+            "reconnects": st.reconnects,
+            "disconnects": {k.name.lower(): int(st.disconnects[int(k)]) for k in ReasonKind if int(k) > 0},
+            "frames_in": st.frames_in,
+            "bytes_in": st.bytes_in,
+            "frames_out": st.frames_out,
+            "bytes_out": st.bytes_out,
+            "pushes_in_flight": st.pushes_in_flight,
+            "pushes_buffered": st.pushes_buffered,
+            "events_queued": st.events_queued,
+        }
+
+    def probe(self) -> asyncio.Future[float]:
+        """Sends a heartbeat at once; the future resolves with its round trip in seconds, or
+        fails with ``PhoenixException`` (not connected, dropped) or ``TimeoutError`` (no answer
+        within the heartbeat timeout; the connection is then closed and reconnects)."""
+        handle = self._require_open("probe")
+        loop = self._bind_loop()
+        tag = next(self._tags)
+        future: asyncio.Future[float] = loop.create_future()
+        _check(lib.phx_socket_probe_tagged(handle, tag), "phx_socket_probe_tagged")
+        self._probes[tag] = future
+        return future
+
     def _dispatch(self, ev: Any) -> None:
         kind = ev.kind
         if kind == _EV_REPLY:
@@ -556,6 +603,32 @@ class PhoenixSocket:
                 has_reply = ev.reply_status != ffi.NULL
                 response = _payload(ev.payload_kind, ev.payload, ev.payload_len) if has_reply else None
                 channel._rejoins.publish((Status(ev.status), response))
+        elif kind in (_EV_PRESENCE_JOIN, _EV_PRESENCE_LEAVE, _EV_PRESENCE_SYNC):
+            channel = self._channel_of(ev)
+            if channel is not None:
+                if kind == _EV_PRESENCE_SYNC:
+                    channel._presence_events.publish(("sync", None, None, None))
+                else:
+                    current = _payload(ev.payload_kind, ev.payload, ev.payload_len) if ev.payload != ffi.NULL else None
+                    metas = json.loads(_field_text(ev, "metas") or "[]")
+                    what = "join" if kind == _EV_PRESENCE_JOIN else "leave"
+                    channel._presence_events.publish((what, _field_text(ev, "key"), current, metas))
+        elif kind == _EV_REJOINED:
+            channel = self._channel_of(ev)
+            if channel is not None:
+                response = _payload(ev.payload_kind, ev.payload, ev.payload_len)
+                channel._rejoined.publish((response, bool(ev.missed)))
+        elif kind == _EV_PROBE:
+            future = self._probes.pop(int(ev.tag), None)
+            if future is not None and not future.done():
+                status = int(ev.status)
+                if status == Status.OK:
+                    future.set_result(int(ev.rtt_us) / 1e6)
+                elif status == Status.TIMEOUT:
+                    future.set_exception(TimeoutError("probe: no heartbeat reply"))
+                else:
+                    text = ffi.string(lib.phx_status_str(status)).decode()
+                    future.set_exception(PhoenixException(f"probe: {text}", None, Status(status)))
         elif kind == _EV_OVERFLOW:
             self._dropped += int(ev.dropped)
             _log.warning("phx: %d events dropped (the event queue was full)", int(ev.dropped))
@@ -617,6 +690,8 @@ class PhoenixChannel:
         self._messages: Broadcast[PhoenixMessage] = Broadcast()
         self._state_events: Broadcast[PhoenixChannelState] = Broadcast()
         self._rejoins: Broadcast[tuple[Status, Payload | None]] = Broadcast()
+        self._presence_events: Broadcast[tuple[str, str | None, Any, Any]] = Broadcast()
+        self._rejoined: Broadcast[tuple[Payload, bool]] = Broadcast()
         self._activated = False
 
     @property
@@ -660,6 +735,37 @@ class PhoenixChannel:
     def rejoins(self) -> Subscription[tuple[Status, Payload | None]]:
         """A new subscription to the results of automatic rejoins: ``(status, response)``."""
         return self._rejoins.subscribe()
+
+    @property
+    def presence(self) -> dict[str, list[Any]]:
+        """The channel's presence list now: ``{key: [meta, ...]}`` in the order keys joined
+        (folded from ``presence_state``/``presence_diff`` as phoenix.js's ``Presence``)."""
+        handle = self._handle
+        if handle is None:
+            return {}
+        snap = ffi.new("phx_presence_t **")
+        _check(lib.phx_channel_presence(handle, snap), "phx_channel_presence")
+        try:
+            text, length = ffi.new("uint8_t **"), ffi.new("size_t *")
+            _check(lib.phx_presence_json(snap[0], text, length), "phx_presence_json")
+            raw: dict[str, Any] = json.loads(ffi.unpack(ffi.cast("char *", text[0]), length[0]))
+        finally:
+            lib.phx_presence_free(snap[0])
+        return {key: list(value.get("metas", [])) for key, value in raw.items()}
+
+    @property
+    def presence_changes(self) -> Subscription[tuple[str, str | None, Any, Any]]:
+        """A new subscription to presence changes: ``("join", key, current, joined_metas)``,
+        ``("leave", key, current, left_metas)`` (``current``: the key's metas before a join,
+        ``None`` when it was absent, or after a leave) and ``("sync", None, None, None)`` after
+        each ``presence_state``/``presence_diff``, as phoenix.js's onJoin/onLeave/onSync."""
+        return self._presence_events.subscribe()
+
+    @property
+    def rejoined(self) -> Subscription[tuple[Payload, bool]]:
+        """A new subscription to successful automatic rejoins: ``(response, missed)``; ``missed``
+        is true when the channel had been joined before, so messages may have been missed."""
+        return self._rejoined.subscribe()
 
     def join(self, payload: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> PhoenixFuture[Payload]:
         """Sends ``phx_join`` with ``payload`` (default ``{}``); the future resolves with the
@@ -741,6 +847,8 @@ class PhoenixChannel:
         self._messages.end()
         self._state_events.end()
         self._rejoins.end()
+        self._presence_events.end()
+        self._rejoined.end()
 
     def _sync_error(self, op: str, status: int, state: PhoenixChannelState) -> BaseException:
         """The exception for an operation the library refused when it was called (``state``:
@@ -778,3 +886,5 @@ class PhoenixChannel:
             self._messages.end()
             self._state_events.end()
             self._rejoins.end()
+            self._presence_events.end()
+            self._rejoined.end()

@@ -57,7 +57,12 @@ impl Actor {
         self.opening = None;
         self.timers.cancel(self.reconnect_timer.take());
         self.stop_heartbeat();
+        self.fail_probes(Status::Closed);
+        if self.state != SocketState::Disconnected {
+            self.counters.ended(&reason);
+        }
         if let Some(conn) = self.conn.take() {
+            self.counters.closed(conn.sent);
             conn.close_in_background(1000, "");
         }
         let ids: Vec<u64> = self.channels.keys().copied().collect();

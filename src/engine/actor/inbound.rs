@@ -3,19 +3,31 @@
 use super::*;
 use crate::protocol::Payload;
 
+/// Log target of the lines about frames the server sent.
+const PROTOCOL: &str = "phx::protocol";
+
 impl Actor {
     // ---- incoming frames --------------------------------------------------------------------
 
     pub(super) fn frame(&mut self, msg: WsMessage) {
         self.heard_since_heartbeat = true;
+        self.counters.received(&msg);
         match msg {
             WsMessage::Text(text) => match protocol::decode_text_once(text.as_str()) {
                 Ok(decoded) => self.dispatch_decoded(decoded.frame, decoded.reply),
-                Err(e) => self.log(LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
+                Err(e) => self.log_to(
+                    PROTOCOL,
+                    LogLevel::Warn,
+                    &format!("dropped undecodable frame: {e}"),
+                ),
             },
             WsMessage::Binary(bytes) => match protocol::decode_binary_server(&bytes) {
                 Ok(frame) => self.dispatch(frame),
-                Err(e) => self.log(LogLevel::Warn, &format!("dropped undecodable frame: {e}")),
+                Err(e) => self.log_to(
+                    PROTOCOL,
+                    LogLevel::Warn,
+                    &format!("dropped undecodable frame: {e}"),
+                ),
             },
             WsMessage::Close(frame) => {
                 self.close_reason = Some(match frame {
@@ -93,8 +105,7 @@ impl Actor {
             return;
         };
         if frame.topic == protocol::PHOENIX_TOPIC && self.heartbeat_pending == Some(r) {
-            self.heartbeat_pending = None;
-            return;
+            return self.heartbeat_answered();
         }
         let Some(&what) = self.awaiting.get(&r) else {
             return; // a reply nobody waits for (timed out, or stale)

@@ -61,7 +61,9 @@ impl Actor {
         self.timers.cancel(ch.join_timer.take());
         let first = ch.join_completion.take();
         let outcome = Outcome::replied(reply);
+        let missed = ch.was_joined;
         if outcome.status == Status::Ok {
+            ch.was_joined = true;
             ch.rejoin_attempts = 0;
             self.set_channel_state(id, ChannelState::Joined);
             self.flush_buffer(id);
@@ -74,7 +76,12 @@ impl Actor {
         }
         match first {
             Some(cb) => complete(cb, outcome),
-            None => self.notify_rejoin(id, outcome),
+            None => {
+                self.notify_rejoin(id, outcome);
+                if outcome.status == Status::Ok {
+                    self.notify_rejoined(id, reply, missed);
+                }
+            }
         }
         if outcome.status != Status::Ok {
             // Refused: closed for good, so the app can take a fresh instance and try again.
@@ -126,6 +133,7 @@ impl Actor {
             return;
         }
         let delay = Config::schedule_delay(schedule, ch.rejoin_attempts);
+        let delay = self.jitter.apply(delay, self.shared.config.rejoin_jitter);
         self.timers.cancel(ch.rejoin_timer.take());
         ch.rejoin_timer = Some(self.timers.arm(Instant::now() + delay, Timer::Rejoin(id)));
     }

@@ -60,8 +60,10 @@ impl Actor {
         self.refusals = 0;
         self.heartbeat_pending = None;
         self.heard_since_heartbeat = false;
-        let at = Instant::now() + self.config().heartbeat_interval;
-        self.heartbeat_timer = Some(self.timers.arm(at, Timer::Heartbeat));
+        self.next_heartbeat_at = Some(Instant::now() + self.config().heartbeat_interval);
+        self.arm_heartbeat();
+        self.counters
+            .opened(self.state == SocketState::Reconnecting);
         self.set_state(SocketState::Connected, None);
         // Joins waiting for the connection go out now; errored channels rejoin at once.
         let ids: Vec<u64> = self.channels.keys().copied().collect();
@@ -92,6 +94,7 @@ impl Actor {
             &format!("connection attempt failed: {reason}"),
         );
         *lock(&self.shared.last_reason) = Some(reason.clone());
+        self.counters.ended(&reason);
         if let DisconnectReason::HttpStatus { status, .. } = reason {
             self.refusals = self.refusals.saturating_add(1);
             let max = self.config().max_refusals;
@@ -115,6 +118,7 @@ impl Actor {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        self.counters.closed(conn.sent);
         match reason {
             DisconnectReason::HeartbeatTimeout => {
                 conn.close_in_background(1000, "heartbeat timeout")
@@ -124,7 +128,13 @@ impl Actor {
             _ => {}
         }
         self.log(LogLevel::Warn, &format!("connection lost: {reason}"));
+        self.counters.ended(&reason);
         self.stop_heartbeat();
+        let probe_failure = match reason {
+            DisconnectReason::HeartbeatTimeout => Status::Timeout,
+            _ => Status::Disconnected,
+        };
+        self.fail_probes(probe_failure);
         *lock(&self.shared.last_reason) = Some(reason.clone());
         // Everything sent on that connection is lost with it.
         let awaiting: Vec<(u64, Awaiting)> = self.awaiting.drain().collect();
@@ -157,14 +167,28 @@ impl Actor {
                 _ => {}
             }
         }
-        if self.wanted {
+        if self.wanted && self.stops_reconnecting(&reason) {
+            // A close code the app listed: no reconnect; `connect()` starts over.
+            self.wanted = false;
+            self.reconnect_attempts = 0;
+            self.set_state(SocketState::Disconnected, Some(&reason));
+        } else if self.wanted {
             self.schedule_reconnect(&reason);
         }
     }
 
+    fn stops_reconnecting(&self, reason: &DisconnectReason) -> bool {
+        matches!(reason, DisconnectReason::CloseFrame { code, .. }
+            if self.config().stop_on_close_codes.contains(code))
+    }
+
     pub(super) fn schedule_reconnect(&mut self, reason: &DisconnectReason) {
-        let mut delay =
+        let delay =
             Config::schedule_delay(&self.config().reconnect_schedule, self.reconnect_attempts);
+        // Jitter shortens the schedule's delay; a server's Retry-After still holds in full.
+        let mut delay = self
+            .jitter
+            .apply(delay, self.shared.config.reconnect_jitter);
         if let DisconnectReason::HttpStatus { retry_after, .. } = reason {
             delay = auth::refusal_delay(delay, *retry_after);
         }
@@ -174,11 +198,6 @@ impl Actor {
         if self.state != SocketState::Reconnecting {
             self.set_state(SocketState::Reconnecting, Some(reason));
         }
-    }
-
-    pub(super) fn stop_heartbeat(&mut self) {
-        self.timers.cancel(self.heartbeat_timer.take());
-        self.heartbeat_pending = None;
     }
 
     // ---- timers -----------------------------------------------------------------------------
@@ -219,27 +238,5 @@ impl Actor {
                 }
             }
         }
-    }
-
-    pub(super) fn heartbeat(&mut self) {
-        self.heartbeat_timer = None;
-        if self.conn.is_none() {
-            return;
-        }
-        if self.heartbeat_pending.is_some() && !self.heard_since_heartbeat {
-            // Nothing at all arrived since the unanswered heartbeat went out: the server (or
-            // the path to it) is silent, the connection dead. A server that keeps sending is
-            // alive, its reply merely queued behind frames not read yet: a new heartbeat
-            // replaces the pending one.
-            self.connection_lost(DisconnectReason::HeartbeatTimeout);
-            return;
-        }
-        let r = self.take_ref();
-        self.heartbeat_pending = Some(r);
-        self.heard_since_heartbeat = false;
-        let (topic, event) = (protocol::PHOENIX_TOPIC, protocol::HEARTBEAT);
-        send_text(&mut self.conn, None, Some(r), topic, event, "{}");
-        let at = Instant::now() + self.config().heartbeat_interval;
-        self.heartbeat_timer = Some(self.timers.arm(at, Timer::Heartbeat));
     }
 }

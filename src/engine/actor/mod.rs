@@ -9,6 +9,7 @@
 
 mod closing;
 mod fast_map;
+mod health;
 mod inbound;
 mod joins;
 mod lifecycle;
@@ -20,6 +21,8 @@ use outbound::{format_u64, send_binary, send_push_text, send_text};
 
 use super::connection::{self, Conn, Connector, Ws};
 use super::handle::{lock, ChannelShared, SocketShared};
+use super::jitter::Jitter;
+use super::metrics::{Counters, SocketMetrics};
 use super::presence::{PresenceTracker, PRESENCE_DIFF, PRESENCE_STATE};
 use super::runtime::{self, CallbackGuard};
 use super::timers::{Timer, TimerKey, Timers};
@@ -68,6 +71,10 @@ pub(crate) enum Command {
     Stats(tokio::sync::oneshot::Sender<EngineStats>),
     /// Stop: complete everything with `Closed`, release handlers, then signal the sender.
     Shutdown(Option<Ack>),
+    /// The socket's counters, answered at once.
+    Metrics(tokio::sync::oneshot::Sender<SocketMetrics>),
+    /// Send a heartbeat now and report its round trip.
+    Probe(OnProbe),
 }
 
 /// Tells a waiter the socket's task has stopped.
@@ -129,6 +136,8 @@ struct Chan {
     leave: Option<(OnReply, TimerKey)>,
     /// The presence list, folded from `presence_state` and `presence_diff`.
     presence: PresenceTracker,
+    /// A join attempt of this instance succeeded once: a later rejoin may have missed messages.
+    was_joined: bool,
 }
 
 /// How an operation ended: the status and, when the server answered, its reply.
@@ -229,6 +238,14 @@ struct Actor {
     /// `Stats` requests, answered when the task is next idle.
     stats_wanted: Vec<tokio::sync::oneshot::Sender<EngineStats>>,
     stopped: bool,
+    counters: Counters,
+    jitter: Jitter,
+    /// When the pending heartbeat was sent (its round trip is measured from there).
+    heartbeat_sent: Option<Instant>,
+    /// When the next heartbeat is due (the heartbeat timer may fire earlier, for the timeout).
+    next_heartbeat_at: Option<Instant>,
+    /// `probe()` calls waiting for the pending heartbeat's reply.
+    probes: Vec<OnProbe>,
     /// Consecutive refused upgrades since a connection last opened.
     refusals: u32,
 }
@@ -239,6 +256,7 @@ pub(crate) async fn run(
     commands: UnboundedReceiver<Command>,
     connector: Arc<dyn Connector>,
 ) {
+    let jitter = Jitter::new(shared.config.jitter_seed);
     let mut actor = Actor {
         shared,
         commands,
@@ -271,6 +289,11 @@ pub(crate) async fn run(
         can_isolate: tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread,
         stopped: false,
+        counters: Counters::default(),
+        jitter,
+        heartbeat_sent: None,
+        next_heartbeat_at: None,
+        probes: Vec::new(),
         refusals: 0,
     };
     while !actor.stopped {
@@ -492,6 +515,8 @@ impl Actor {
             }
             // Answered once the task is idle, so the figures are those of a settled socket.
             Command::Stats(tx) => self.stats_wanted.push(tx),
+            Command::Metrics(tx) => drop(tx.send(self.metrics())),
+            Command::Probe(on_done) => self.probe(on_done),
             Command::Shutdown(ack) => {
                 // Release the handlers first: nothing but completions runs from here on.
                 self.handler = None;
@@ -512,6 +537,7 @@ impl Actor {
                             complete(on_reply, Outcome::of(Status::Closed))
                         }
                         Command::Shutdown(Some(other)) => other.send(),
+                        Command::Probe(on_done) => call_user(|| on_done(Err(Status::Closed))),
                         _ => {}
                     }
                 }
@@ -547,6 +573,7 @@ impl Actor {
                 rejoin_timer: None,
                 leave: None,
                 presence: PresenceTracker::default(),
+                was_joined: false,
             }),
         );
     }
@@ -603,9 +630,23 @@ impl Actor {
         }
     }
 
+    fn notify_rejoined(&mut self, id: u64, reply: ReplyRef<'_>, missed: bool) {
+        if let Some(h) = self.channels.get(&id).and_then(|c| c.handler.clone()) {
+            call_user(|| h.on_rejoined(reply, missed));
+        }
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
+        self.log_to("phx::socket", level, message);
+    }
+
+    /// A log line from part `target` of the engine, if the configured level lets it through.
+    fn log_to(&self, target: &str, level: LogLevel, message: &str) {
+        if level > self.config().log_level {
+            return;
+        }
         if let Some(h) = self.handler.clone() {
-            call_user(|| h.on_log(level, message));
+            call_user(|| h.on_log_record(level, target, message));
         }
     }
 
