@@ -109,6 +109,16 @@ pub mod testing {
         let s = &*s;
         (s.socket.tracked_channels(), s.core.cached_channels())
     }
+
+    /// The engine's table counts for `s` (waits for the socket's task to answer; not on a
+    /// library thread).
+    ///
+    /// # Safety
+    /// `s` is a live socket.
+    pub unsafe fn engine_stats(s: *const phx_socket_t) -> crate::engine::EngineStats {
+        let s = &*s;
+        crate::engine::runtime::shared().block_on(s.socket.stats())
+    }
 }
 
 /// The library's version, `"MAJOR.MINOR.PATCH"` (the same as the `PHX_VERSION_*` macros of

@@ -6,6 +6,7 @@ mod bounds;
 mod calls;
 mod channel;
 mod faults;
+mod hostile;
 mod invariants;
 mod live;
 mod policies;

@@ -15,10 +15,12 @@
 mod conn;
 mod http;
 mod json;
+mod proxy;
 mod state;
 mod tls;
 
 pub use json::Json;
+pub use proxy::{Proxy, ProxyControls, ProxyStats};
 
 use state::Shared;
 use std::collections::BTreeMap;

@@ -69,7 +69,11 @@ impl Actor {
             return self.reply(&frame, reply);
         }
         let Some(id) = self.route(frame.topic.as_ref(), frame.join_ref.as_deref()) else {
-            return; // stale, or a topic we have no channel for
+            // Stale, or a topic we have no channel for.
+            return self.log_dropped(format_args!(
+                "{event} on {}: no channel for it",
+                frame.topic
+            ));
         };
         match event {
             PHX_CLOSE => {
@@ -108,7 +112,8 @@ impl Actor {
             return self.heartbeat_answered();
         }
         let Some(&what) = self.awaiting.get(&r) else {
-            return; // a reply nobody waits for (timed out, or stale)
+            // A reply nobody waits for (timed out, stale, or a ref never used).
+            return self.log_dropped(format_args!("reply for unknown ref {r} on {}", frame.topic));
         };
         let channel = match what {
             Awaiting::Join(c) | Awaiting::Leave(c) => c,
@@ -206,5 +211,12 @@ impl Actor {
             call_user(|| handler.on_presence(change));
         }
         call_user(|| handler.on_presence_sync());
+    }
+
+    /// A debug line for a frame dropped as not ours; formatted only when someone listens.
+    fn log_dropped(&self, what: std::fmt::Arguments<'_>) {
+        if self.handler.is_some() {
+            self.log(LogLevel::Debug, &format!("dropped {what}"));
+        }
     }
 }
