@@ -131,6 +131,21 @@ enum phx_status_t
      * A libphx bug was caught (a panic); the object is still safe to free.
      */
     PHX_ERR_INTERNAL = 11,
+    /**
+     * A push refused because the connection's write queue is full (the server is not
+     * reading); nothing was sent. See `phx_options_set_max_write_queue_bytes`.
+     */
+    PHX_ERR_QUEUE_FULL = 12,
+    /**
+     * A push refused because its channel already buffers the most pushes allowed while it
+     * joins; nothing was sent. See `phx_options_set_max_buffered_pushes`.
+     */
+    PHX_ERR_BUFFER_FULL = 13,
+    /**
+     * A join refused because the socket already has the most channels allowed joined or
+     * joining. See `phx_options_set_max_channels`.
+     */
+    PHX_ERR_TOO_MANY_CHANNELS = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -272,6 +287,11 @@ enum phx_reason_kind_t
      * answer in time.
      */
     PHX_REASON_PROVIDER = 9,
+    /**
+     * The server sent a frame over the size limit (`phx_options_set_max_frame_size`); the
+     * client closed the connection with `code` 1009 (message too big).
+     */
+    PHX_REASON_FRAME_TOO_LARGE = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1115,6 +1135,56 @@ phx_status_t phx_options_set_log_level(struct phx_options_t *o,
                                        uint32_t level);
 
 /**
+ * Sets the largest frame (and message) accepted from the server, in bytes (> 0; default
+ * 16777216, 16 MiB). A larger one ends the connection: the client closes it with code 1009,
+ * reports reason `PHX_REASON_FRAME_TOO_LARGE` (socket state event, `phx_socket_last_reason`)
+ * and reconnects on the reconnect schedule. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0.
+ * Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_max_frame_size(struct phx_options_t *o,
+                                            size_t bytes);
+
+/**
+ * Sets the bound of the connection's write queue, in bytes (> 0; default 8388608, 8 MiB).
+ * While the server does not read, frames wait there; a push whose frame would take the
+ * queue past the bound is not sent and completes with `PHX_ERR_QUEUE_FULL`. Joins, leaves
+ * and heartbeats are always queued (the queue may exceed the bound by those small frames
+ * only). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per
+ * options object.
+ */
+phx_status_t phx_options_set_max_write_queue_bytes(struct phx_options_t *o,
+                                                   size_t bytes);
+
+/**
+ * Sets how many pushes one channel buffers while it joins (> 0; default 1024). A push past
+ * it completes at once with `PHX_ERR_BUFFER_FULL`. Returns `PHX_ERR_INVALID_ARGUMENT` for
+ * NULL or 0. Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_max_buffered_pushes(struct phx_options_t *o,
+                                                 size_t pushes);
+
+/**
+ * Sets how many channels of the socket may be joined or joining at once (> 0; default 100).
+ * A channel counts from its join until it is closed (left, refused, closed by the server or
+ * by `phx_socket_disconnect`). A join past the limit fails at once with
+ * `PHX_ERR_TOO_MANY_CHANNELS` and leaves the channel unjoined (it may join later). Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_max_channels(struct phx_options_t *o,
+                                          size_t channels);
+
+/**
+ * Sets how many bytes the socket's event queue (`phx_socket_events_enable`) may hold
+ * (> 0; default 33554432, 32 MiB): the events and everything they point to. Past it, as
+ * past the queue's capacity in events, messages and state events are dropped and counted
+ * (reported by a `PHX_EVENT_OVERFLOW` event); `PHX_EVENT_REPLY` events are always queued.
+ * One event is always admitted into an empty queue, whatever its size. Returns
+ * `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
+ */
+phx_status_t phx_options_set_max_event_queue_bytes(struct phx_options_t *o,
+                                                   size_t bytes);
+
+/**
  * Chooses where the trusted roots for `wss://` come from: `roots` is a `phx_tls_roots_t`
  * value (default `PHX_TLS_ROOTS_SYSTEM`, the operating system's store;
  * `PHX_TLS_ROOTS_MOZILLA` for the list compiled in, for containers without a CA bundle;
@@ -1565,12 +1635,20 @@ void phx_response_free(struct phx_response_t *r);
  * messages, state changes and rejoin results, are also queued as `phx_event_t`s (in addition
  * to any callbacks registered), and `*_tagged` operations complete into the queue.
  *
- * - `capacity` (> 0): how many events the queue holds. When it is full, messages and state
- *   events are dropped and counted, and a `PHX_EVENT_OVERFLOW` event carrying the count is
- *   queued as soon as there is room. `PHX_EVENT_REPLY` events are never dropped (they may
- *   exceed the capacity).
- * - `wake` (nullable): called with `user_data` on a library thread, with no lock held, each
- *   time an event is added. It must not block; it may call any libphx function.
+ * - `capacity` (> 0): how many events the queue holds; it also holds at most the bytes set
+ *   by `phx_options_set_max_event_queue_bytes` (32 MiB by default). When either is reached,
+ *   messages and state events are dropped and counted, and a `PHX_EVENT_OVERFLOW` event
+ *   carrying the count is queued as soon as there is room. `PHX_EVENT_REPLY` events are
+ *   never dropped (they may exceed both bounds).
+ * - `wake` (nullable): called with `user_data` on a library thread, with no lock held, when
+ *   events were added: once per batch of events the socket's task produces (a burst of
+ *   messages read together wakes the consumer once), not once per event. It must not block;
+ *   it may call any libphx function. Take everything queued on each call
+ *   (`phx_socket_next_events` with timeout 0 until `PHX_ERR_AGAIN`).
+ *
+ * The readiness descriptor (`phx_socket_event_fd`), blocked `phx_socket_next_event(s)`
+ * callers and `wake` are all told at the end of such a batch: one descriptor write and one
+ * wake-up per batch.
  * - `free_user_data` (nullable): called exactly once with `user_data` after the last call of
  *   `wake`, when the socket is freed.
  *
@@ -1620,6 +1698,39 @@ phx_status_t phx_socket_next_event(struct phx_socket_t *s,
  */
 phx_status_t phx_socket_try_event(struct phx_socket_t *s,
                                   struct phx_event_t **out);
+
+/**
+ * Takes up to `max` of the oldest queued events of socket `s` at once, waiting up to
+ * `timeout_ms` milliseconds for the first (0: do not wait; `UINT64_MAX`: about forever) and
+ * never for more: one lock and at most one descriptor update for the whole batch.
+ *
+ * `events` (borrowed for the call) has room for `max` (> 0) pointers. On `PHX_OK`,
+ * `events[0 .. *out_n]` hold `*out_n >= 1` events, oldest first, each owned by the caller
+ * exactly as one from `phx_socket_next_event`: free each with `phx_event_free` (or all with
+ * `phx_events_free`), in any order, on any thread; they stay valid after the socket is freed.
+ * The rest of `events` is not written. `*out_n` is 0 on every other return:
+ * `PHX_ERR_AGAIN` when no event arrived in time, `PHX_ERR_CLOSED` if the socket is freed
+ * meanwhile, `PHX_ERR_STATE` before `phx_socket_events_enable`, `PHX_ERR_WRONG_THREAD` for a
+ * non-zero timeout on a library thread (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for
+ * NULL arguments or `max == 0` (then `*out_n` is written if `out_n` is not NULL). Any thread,
+ * concurrently (each event goes to one caller).
+ *
+ * With a wake callback (say, Dart's `NativeCallable.listener`, or a loop's own wake-up): on
+ * each wake-up, call it with timeout 0 until it returns `PHX_ERR_AGAIN`.
+ */
+phx_status_t phx_socket_next_events(struct phx_socket_t *s,
+                                    struct phx_event_t **events,
+                                    size_t max,
+                                    uint64_t timeout_ms,
+                                    size_t *out_n);
+
+/**
+ * Frees `n` events taken by `phx_socket_next_events` (or the single-event functions):
+ * `events[0 .. n]`, each as `phx_event_free` (NULL entries are skipped). `events` itself is
+ * the caller's and is not freed; NULL with `n == 0` is a no-op. Any thread, once per event.
+ */
+void phx_events_free(struct phx_event_t *const *events,
+                     size_t n);
 
 /**
  * Frees an event returned by `phx_socket_next_event` or `phx_socket_try_event`, and

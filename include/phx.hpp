@@ -61,6 +61,9 @@ enum class Status : std::uint32_t {
     wrong_thread = PHX_ERR_WRONG_THREAD,
     again = PHX_ERR_AGAIN,
     internal = PHX_ERR_INTERNAL,
+    queue_full = PHX_ERR_QUEUE_FULL,
+    buffer_full = PHX_ERR_BUFFER_FULL,
+    too_many_channels = PHX_ERR_TOO_MANY_CHANNELS,
 };
 
 enum class SocketState : std::uint32_t {
@@ -230,6 +233,12 @@ struct Options {
     /// now or later, from any thread (see phx_options_set_connect_provider). Must not throw.
     std::function<void(ProvideRequest)> connect_provider;
     std::uint64_t provider_timeout_ms = 10000;
+    // Bounds (0: libphx's default; see "Bounds" in docs/c-api.md).
+    std::size_t max_frame_size = 0;         // 16 MiB
+    std::size_t max_write_queue_bytes = 0;  // 8 MiB
+    std::size_t max_buffered_pushes = 0;    // 1024 per channel
+    std::size_t max_channels = 0;           // 100 per socket
+    std::size_t max_event_queue_bytes = 0;  // 32 MiB
 };
 
 /// One change to a channel's presence list, borrowed for the duration of the handler call.
@@ -594,6 +603,11 @@ class Socket {
                                                  &detail::ProviderBox::release, opts.provider_timeout_ms);
             if (s != PHX_OK) delete box;
         }
+        if (opts.max_frame_size) set(phx_options_set_max_frame_size(o, opts.max_frame_size));
+        if (opts.max_write_queue_bytes) set(phx_options_set_max_write_queue_bytes(o, opts.max_write_queue_bytes));
+        if (opts.max_buffered_pushes) set(phx_options_set_max_buffered_pushes(o, opts.max_buffered_pushes));
+        if (opts.max_channels) set(phx_options_set_max_channels(o, opts.max_channels));
+        if (opts.max_event_queue_bytes) set(phx_options_set_max_event_queue_bytes(o, opts.max_event_queue_bytes));
         phx_socket_t *sock = nullptr;
         if (s == PHX_OK) s = phx_socket_new(url.c_str(), o, &sock);
         phx_options_free(o);

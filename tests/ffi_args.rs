@@ -361,7 +361,7 @@ fn binary_fields_over_255_bytes_are_invalid() {
 #[test]
 fn status_str_for_every_value() {
     let mut texts = std::collections::HashSet::new();
-    for v in 0..=11u32 {
+    for v in 0..=14u32 {
         let t = unsafe { CStr::from_ptr(phx_status_str(v)) }
             .to_str()
             .unwrap();
@@ -380,7 +380,7 @@ fn status_str_for_every_value() {
             .unwrap(),
         "ok"
     );
-    for v in [12, 100, u32::MAX] {
+    for v in [15, 100, u32::MAX] {
         let t = unsafe { CStr::from_ptr(phx_status_str(v)) }
             .to_str()
             .unwrap();
@@ -401,6 +401,9 @@ fn status_str_for_every_value() {
         (PHX_ERR_WRONG_THREAD, 9),
         (PHX_ERR_AGAIN, 10),
         (PHX_ERR_INTERNAL, 11),
+        (PHX_ERR_QUEUE_FULL, 12),
+        (PHX_ERR_BUFFER_FULL, 13),
+        (PHX_ERR_TOO_MANY_CHANNELS, 14),
     ];
     for (s, v) in expected {
         assert_eq!(s as u32, v);
@@ -417,6 +420,12 @@ fn option_values_are_checked() {
         assert_eq!(phx_options_set_connect_timeout_ms(o, 0), INVALID);
         assert_eq!(phx_options_set_reconnect_schedule_ms(o, null(), 0), INVALID);
         assert_eq!(phx_options_set_rejoin_schedule_ms(o, null(), 0), INVALID);
+        assert_eq!(phx_options_set_max_frame_size(o, 0), INVALID);
+        assert_eq!(phx_options_set_max_write_queue_bytes(o, 0), INVALID);
+        assert_eq!(phx_options_set_max_buffered_pushes(o, 0), INVALID);
+        assert_eq!(phx_options_set_max_channels(o, 0), INVALID);
+        assert_eq!(phx_options_set_max_event_queue_bytes(o, 0), INVALID);
+        assert_eq!(phx_options_set_max_channels(null_mut(), 1), INVALID);
         assert_eq!(phx_options_set_heartbeat_ms(o, u64::MAX), OK, "clamped");
         assert_eq!(phx_options_set_timeout_ms(o, u64::MAX), OK);
         assert_eq!(
@@ -751,6 +760,41 @@ fn connect_wait_times_out_and_reports_the_reason() {
         until_blocked(s, 1);
         assert_eq!(phx_socket_disconnect(s), OK);
         assert_eq!(waiter.join().unwrap(), CLOSED);
+        phx_socket_free(s);
+    }
+}
+
+/// The bounds set through the options reach the socket: with a limit of two channels the
+/// third join fails at once with `PHX_ERR_TOO_MANY_CHANNELS` (the socket need not be
+/// connected: a joining channel counts), and succeeds once the others are closed.
+#[test]
+fn the_channel_limit_is_set_through_the_options() {
+    unsafe {
+        let o = phx_options_new();
+        assert_eq!(phx_options_set_max_channels(o, 2), OK);
+        assert_eq!(phx_options_set_max_frame_size(o, 1 << 20), OK);
+        assert_eq!(phx_options_set_max_write_queue_bytes(o, 1 << 20), OK);
+        assert_eq!(phx_options_set_max_buffered_pushes(o, 8), OK);
+        assert_eq!(phx_options_set_max_event_queue_bytes(o, 1 << 20), OK);
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(c(DEAD_URL).as_ptr(), o, &mut s), OK);
+        phx_options_free(o);
+        let chs: Vec<_> = ["room:a", "room:b", "room:c"]
+            .iter()
+            .map(|t| channel(s, t))
+            .collect();
+        assert_eq!(phx_channel_join(chs[0], null(), 0, None, null_mut()), OK);
+        assert_eq!(phx_channel_join(chs[1], null(), 0, None, null_mut()), OK);
+        assert_eq!(
+            phx_channel_join(chs[2], null(), 0, None, null_mut()),
+            phx_status_t::PHX_ERR_TOO_MANY_CHANNELS
+        );
+        // `disconnect` closes the joined channels before it returns: they no longer count.
+        assert_eq!(phx_socket_disconnect(s), OK);
+        assert_eq!(phx_channel_join(chs[2], null(), 0, None, null_mut()), OK);
+        for ch in chs {
+            phx_channel_free(ch);
+        }
         phx_socket_free(s);
     }
 }

@@ -342,7 +342,8 @@ fn events_tagged_replies_overflow_and_fd() {
                 && e.state == JOINED
                 && e.topic.as_deref() == Some("room:events")
         ));
-        assert!(wake.count(|x| *x == Seen::Wake) >= 2);
+        // Joining and joined, and the reply: woken once per batch of the socket task, not per event.
+        assert!(wake.count(|x| *x == Seen::Wake) >= 1);
 
         // Drain, then the fd is not readable.
         let mut e = null_mut();
@@ -1201,6 +1202,187 @@ fn tls_options_reach_the_socket() {
         assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), OK);
         phx_options_free(opts);
         assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+
+/// Takes every queued event with `phx_socket_next_events`, `max` at a time, until `done`
+/// says enough; checks each batch's count and ownership.
+unsafe fn take_batches(
+    s: *mut phx_socket_t,
+    max: usize,
+    mut done: impl FnMut(&[Ev]) -> bool,
+) -> (Vec<Ev>, usize) {
+    let mut got = Vec::new();
+    let mut calls = 0;
+    let mut buf = vec![null_mut(); max + 1];
+    let sentinel = std::ptr::dangling_mut::<phx_event_t>();
+    buf[max] = sentinel;
+    while !done(&got) {
+        let mut n = usize::MAX;
+        let st = phx_socket_next_events(s, buf.as_mut_ptr(), max, 5000, &mut n);
+        assert_eq!(st, OK, "an event within 5 s");
+        assert!((1..=max).contains(&n), "{n}");
+        assert_eq!(buf[max], sentinel, "nothing written past max");
+        calls += 1;
+        for &e in &buf[..n] {
+            got.push(take_event(e));
+        }
+    }
+    (got, calls)
+}
+
+/// The batched take hands out events in order, at most `max` per call, each owned by the
+/// caller; the wake callback runs at most once per event (once per batch of the socket's
+/// task); its errors write 0 events.
+#[test]
+fn events_are_taken_in_batches() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        let mut n = 7usize;
+        let mut buf = [null_mut(); 4];
+        assert_eq!(
+            phx_socket_next_events(s, buf.as_mut_ptr(), 4, 0, &mut n),
+            phx_status_t::PHX_ERR_STATE
+        );
+        assert_eq!(n, 0);
+        let wake = Recorder::new();
+        assert_eq!(
+            phx_socket_events_enable(
+                s,
+                4096,
+                Some(on_wake),
+                wake.user_data(),
+                Some(free_recorder)
+            ),
+            OK
+        );
+        assert_eq!(
+            phx_socket_next_events(s, buf.as_mut_ptr(), 0, 0, &mut n),
+            INVALID
+        );
+        assert_eq!(phx_socket_next_events(s, null_mut(), 4, 0, &mut n), INVALID);
+        assert_eq!(
+            phx_socket_next_events(s, buf.as_mut_ptr(), 4, 0, null_mut()),
+            INVALID
+        );
+        assert_eq!(
+            phx_socket_next_events(s, buf.as_mut_ptr(), 4, 0, &mut n),
+            phx_status_t::PHX_ERR_AGAIN
+        );
+        assert_eq!(n, 0);
+
+        let ch = channel(s, "room:batches");
+        assert_eq!(phx_channel_join_tagged(ch, null(), 0, 1), OK);
+        assert_eq!(
+            phx_channel_push_tagged(ch, c("flood").as_ptr(), c(r#"{"n":1000}"#).as_ptr(), 0, 2),
+            OK
+        );
+        let (got, calls) = take_batches(s, 64, |got| {
+            got.iter()
+                .any(|e| e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32 && e.tag == 2)
+        });
+        let messages: Vec<serde_json::Value> = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_MESSAGE as u32)
+            .map(|e| json(e.payload.as_ref().unwrap())["i"].clone())
+            .collect();
+        assert_eq!(
+            messages,
+            (1..=1000).collect::<Vec<u64>>(),
+            "in order, none lost"
+        );
+        assert!(calls <= got.len());
+        let wakes = wake.count(|x| *x == Seen::Wake);
+        assert!(wakes >= 1 && wakes <= got.len(), "{wakes} wakes");
+        // `phx_events_free` frees a batch.
+        assert_eq!(
+            phx_channel_push_tagged(ch, c("flood").as_ptr(), c(r#"{"n":3}"#).as_ptr(), 0, 3),
+            OK
+        );
+        let mut seen = 0;
+        while seen < 4 {
+            let mut n = 0;
+            assert_eq!(
+                phx_socket_next_events(s, buf.as_mut_ptr(), 4, 5000, &mut n),
+                OK
+            );
+            seen += n;
+            phx_events_free(buf.as_ptr(), n);
+        }
+        phx_events_free(null(), 0);
+        phx_channel_free(ch);
+        phx_socket_free(s);
+        assert_eq!(wake.frees.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// The event queue is bounded in bytes too: a consumer that does not take events holds at
+/// most about `max_event_queue_bytes`; the rest is dropped and reported by one overflow event
+/// with the count, and the tagged reply is kept.
+#[test]
+fn the_event_queue_is_bounded_in_bytes() {
+    let server = Server::start();
+    unsafe {
+        let o = phx_options_new();
+        assert_eq!(phx_options_set_max_event_queue_bytes(o, 16 << 10), OK);
+        let mut s = null_mut();
+        assert_eq!(phx_socket_new(c(&server.url).as_ptr(), o, &mut s), OK);
+        phx_options_free(o);
+        assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+        assert_eq!(
+            phx_socket_events_enable(s, 100_000, None, null_mut(), None),
+            OK
+        );
+        let ch = channel(s, "echo:bytes");
+        assert_eq!(phx_channel_join_tagged(ch, null(), 0, 1), OK);
+        // 20 replies of 4 KiB each: never dropped, whatever the bound.
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096));
+        for tag in 2..22 {
+            assert_eq!(
+                phx_channel_push_tagged(ch, c("e").as_ptr(), c(&big).as_ptr(), 0, tag),
+                OK
+            );
+        }
+        let flood = joined(s, "room:bytes");
+        assert_eq!(
+            phx_channel_push_tagged(
+                flood,
+                c("flood").as_ptr(),
+                c(r#"{"n":500}"#).as_ptr(),
+                0,
+                22
+            ),
+            OK
+        );
+        let (got, _) = take_batches(s, 32, |got| {
+            got.iter()
+                .any(|e| e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32 && e.tag == 22)
+        });
+        let tags: Vec<u64> = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_REPLY as u32)
+            .map(|e| e.tag)
+            .collect();
+        assert_eq!(tags, (1..=22).collect::<Vec<u64>>());
+        let messages = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_MESSAGE as u32)
+            .count() as u64;
+        let dropped: u64 = got
+            .iter()
+            .filter(|e| e.kind == phx_event_kind_t::PHX_EVENT_OVERFLOW as u32)
+            .map(|e| e.dropped)
+            .sum();
+        assert!(
+            dropped > 0,
+            "a 16 KiB queue cannot hold 500 messages and 80 KiB of replies"
+        );
+        // Every message is delivered or counted (state events dropped are counted too).
+        assert!(
+            messages < 500 && messages + dropped >= 500,
+            "{messages} {dropped}"
+        );
+        phx_channel_free(flood);
+        phx_channel_free(ch);
         phx_socket_free(s);
     }
 }

@@ -1,14 +1,15 @@
 /* phx_bench: libphx through its C ABI, for scripts/bench.sh.
  *
- *   phx_bench URL cb|queue recv|reqresp|latency N [WINDOW]
+ *   phx_bench URL cb|queue|batch recv|reqresp|latency N [WINDOW]
  *
  * cb:    channel callbacks (phx_channel_set_handler) count messages; completions are
  *        phx_reply_cb callbacks, and each completion pushes the next request from inside the
  *        callback (on the library thread).
  * queue: the owned event queue (phx_socket_events_enable): the main thread takes events with
  *        phx_socket_next_event, frees them, and pushes with phx_channel_push_tagged.
+ * batch: queue, taking events with phx_socket_next_events, up to BATCH_MAX at a time.
  *
- * Prints one line: RESULT client=c-cb|c-queue scenario=... count=... wall_s=... cpu_s=...
+ * Prints one line: RESULT client=c-cb|c-queue|c-batch scenario=... count=... wall_s=... cpu_s=...
  * (the measured phase only; connecting, joining and the warm-up are excluded).
  */
 #define _GNU_SOURCE
@@ -29,6 +30,7 @@
 #define ECHO_PAYLOAD "{\"body\":\"0123456789abcdef\"}"
 #define PUSH_TIMEOUT_MS 600000u
 #define QUEUE_CAPACITY (1u << 20)
+#define BATCH_MAX 256
 
 static void die(const char *what, phx_status_t st) {
     fprintf(stderr, "phx_bench: %s: %s\n", what, phx_status_str(st));
@@ -241,10 +243,23 @@ static void cb_round_trips(bench_t *b, uint64_t n, double *rtts) {
 
 /* ---- queue mode ------------------------------------------------------------------------------- */
 
+/* Batch mode: events taken by phx_socket_next_events and not handed out yet. */
+static int batch_mode;
+static phx_event_t *batch[BATCH_MAX];
+static size_t batch_len, batch_at;
+
 /* The next event (waiting as long as it takes); an overflow ends the run. */
 static phx_event_t *next_event(phx_socket_t *s) {
     phx_event_t *ev;
-    CHECK(phx_socket_next_event(s, UINT64_MAX, &ev));
+    if (batch_mode) {
+        if (batch_at == batch_len) {
+            CHECK(phx_socket_next_events(s, batch, BATCH_MAX, UINT64_MAX, &batch_len));
+            batch_at = 0;
+        }
+        ev = batch[batch_at++];
+    } else {
+        CHECK(phx_socket_next_event(s, UINT64_MAX, &ev));
+    }
     if (ev->kind == PHX_EVENT_OVERFLOW) {
         fprintf(stderr, "phx_bench: event queue overflow: %llu events dropped\n",
                 (unsigned long long)ev->dropped);
@@ -311,18 +326,19 @@ static void q_round_trips(phx_socket_t *s, bench_t *b, uint64_t n, double *rtts)
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s URL cb|queue recv|reqresp|latency N [WINDOW]\n", argv[0]);
+        fprintf(stderr, "usage: %s URL cb|queue|batch recv|reqresp|latency N [WINDOW]\n", argv[0]);
         return 2;
     }
     const char *url = argv[1], *mode = argv[2], *scenario = argv[3];
     uint64_t n = strtoull(argv[4], NULL, 10);
     uint64_t window = argc > 5 ? strtoull(argv[5], NULL, 10) : 1000;
-    int queue = strcmp(mode, "queue") == 0;
+    batch_mode = strcmp(mode, "batch") == 0;
+    int queue = batch_mode || strcmp(mode, "queue") == 0;
     if (!queue && strcmp(mode, "cb") != 0) {
-        fprintf(stderr, "phx_bench: mode must be cb or queue\n");
+        fprintf(stderr, "phx_bench: mode must be cb, queue or batch\n");
         return 2;
     }
-    const char *client = queue ? "c-queue" : "c-cb";
+    const char *client = batch_mode ? "c-batch" : queue ? "c-queue" : "c-cb";
     if (window == 0) window = 1;
 
     bench_t b;

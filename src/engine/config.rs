@@ -105,6 +105,22 @@ pub struct Config {
     /// How long an attempt waits for the connect provider's answer (10 s) before it fails
     /// and the reconnect schedule goes on.
     pub provider_timeout: Duration,
+    /// Bytes of frames waiting in the connection's write queue beyond which pushes are refused
+    /// with [`Status::WriteQueueFull`](crate::engine::Status::WriteQueueFull) (8 MiB). Joins,
+    /// leaves and heartbeats are always queued: a peer that stops reading can make the queue
+    /// exceed the bound by those small frames only.
+    pub max_write_queue_bytes: usize,
+    /// Pushes one channel buffers while it joins (1024); more complete at once with
+    /// [`Status::BufferFull`](crate::engine::Status::BufferFull).
+    pub max_buffered_pushes: usize,
+    /// Channels joined or joining at once on the socket (100); `join()` beyond it fails at once
+    /// with [`Status::TooManyChannels`](crate::engine::Status::TooManyChannels). A channel
+    /// counts from `join()` until it is closed.
+    pub max_channels: usize,
+    /// Bytes the C event queue may hold (32 MiB; `phx_socket_events_enable`). Messages and
+    /// state events past it are dropped and counted (a `PHX_EVENT_OVERFLOW` event reports
+    /// them); operation results are always queued. Not used by the Rust API.
+    pub max_event_queue_bytes: usize,
 }
 
 /// Parses one schedule entry list; shared by the FFI and tests.
@@ -142,6 +158,10 @@ impl Config {
             max_refusals: 0,
             connect_provider: None,
             provider_timeout: Duration::from_secs(10),
+            max_write_queue_bytes: 8 << 20,
+            max_buffered_pushes: 1024,
+            max_channels: 100,
+            max_event_queue_bytes: 32 << 20,
         }
     }
 

@@ -191,6 +191,7 @@ pub(crate) fn reason_of(e: tungstenite::Error) -> DisconnectReason {
         tungstenite::Error::Protocol(p) => DisconnectReason::Protocol(p.to_string()),
         // Its text would quote the URL, params included.
         tungstenite::Error::Url(_) => DisconnectReason::Protocol("invalid URL".into()),
+        tungstenite::Error::Capacity(c) => DisconnectReason::FrameTooLarge(c.to_string()),
         other => DisconnectReason::Protocol(other.to_string()),
     }
 }
@@ -205,6 +206,8 @@ pub(crate) struct Conn {
     front: u64,
     /// Frames in `outbox` that were not withdrawn.
     live: usize,
+    /// Bytes of those frames (what [`Config::max_write_queue_bytes`] bounds).
+    bytes: usize,
     unflushed: bool,
     /// Frames and bytes handed to the stream (the socket's statistics).
     pub(crate) sent: super::metrics::Traffic,
@@ -217,6 +220,7 @@ impl Conn {
             outbox: VecDeque::new(),
             front: 0,
             live: 0,
+            bytes: 0,
             unflushed: false,
             sent: Default::default(),
         }
@@ -224,6 +228,7 @@ impl Conn {
 
     /// Queues a frame; returns its position, by which [`Conn::withdraw`] can take it back.
     pub(crate) fn queue(&mut self, msg: WsMessage) -> u64 {
+        self.bytes += msg.len();
         self.outbox.push_back(Some(msg));
         self.live += 1;
         self.front + self.outbox.len() as u64 - 1
@@ -236,14 +241,20 @@ impl Conn {
             return; // written already
         };
         if let Some(slot) = self.outbox.get_mut(index as usize) {
-            if slot.take().is_some() {
+            if let Some(msg) = slot.take() {
                 self.live -= 1;
+                self.bytes -= msg.len();
             }
         }
     }
 
     pub(crate) fn queued(&self) -> usize {
         self.live
+    }
+
+    /// Bytes of the frames waiting in the queue.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Moves queued frames into the stream and flushes; `Err` means the connection is broken.
@@ -260,6 +271,7 @@ impl Conn {
                     self.front += 1;
                     self.live -= 1;
                     self.sent.add(&msg);
+                    self.bytes -= msg.len();
                     Pin::new(&mut self.ws).start_send(msg)?;
                     self.unflushed = true;
                 }

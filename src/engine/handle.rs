@@ -57,6 +57,8 @@ pub(crate) struct Control {
     socket_pending: u32,
     /// Threads blocked in [`Socket::connect_wait`].
     waiters: usize,
+    /// Instances joined and not yet closed (what [`Config::max_channels`] bounds).
+    joined: usize,
 }
 
 /// State shared between a channel's handles and its socket's task.
@@ -154,7 +156,9 @@ impl SocketShared {
 
 /// Takes a closed instance out of the cache and the live table.
 fn retire(c: &mut Control, ch: &ChannelShared) {
-    ch.retired.store(true, Ordering::Release);
+    if !ch.retired.swap(true, Ordering::AcqRel) && ch.join_called.load(Ordering::Acquire) {
+        c.joined -= 1;
+    }
     if c.topics.get(&ch.topic).is_some_and(|t| t.id == ch.id) {
         c.topics.remove(&ch.topic);
     }
@@ -586,7 +590,9 @@ impl Channel {
     /// automatic rejoins (which use the socket's default timeout) report through
     /// [`ChannelHandler::on_rejoin`]. Fails at once, dropping `on_reply` uncalled, with
     /// `StateError` for a second join or a join after `leave()` or on a closed instance, and
-    /// with `InvalidArgument` for invalid JSON. When it returns `Ok` the state is `Joining`.
+    /// with `InvalidArgument` for invalid JSON, and with `TooManyChannels` when the socket
+    /// already has [`Config::max_channels`] channels joined or joining (this one stays
+    /// unjoined and may join later). When it returns `Ok` the state is `Joining`.
     pub fn join(
         &self,
         payload: Body,
@@ -596,7 +602,7 @@ impl Channel {
         validate(&payload, &self.shared.topic, "phx_join")?;
         self.check_open()?;
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.default_timeout);
-        let _c = self.socket.control();
+        let mut c = self.socket.control();
         let ch = &self.shared;
         if ch.join_called.load(Ordering::Acquire)
             || ch.leave_called.load(Ordering::Acquire)
@@ -604,6 +610,10 @@ impl Channel {
         {
             return Err(Status::StateError);
         }
+        if c.joined >= self.socket.config.max_channels {
+            return Err(Status::TooManyChannels);
+        }
+        c.joined += 1;
         ch.join_called.store(true, Ordering::Release);
         ch.decide(ChannelState::Joining);
         self.send(Command::Join {

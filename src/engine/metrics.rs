@@ -93,7 +93,7 @@ impl Counters {
 impl DisconnectReason {
     /// A stable index per variant, equal to the C `PHX_REASON_*` value: 1 close frame, 2 HTTP
     /// status, 3 heartbeat timeout, 4 I/O, 5 connect timeout, 6 protocol, 7 client closed,
-    /// 8 gave up after refusals, 9 connect provider failed.
+    /// 8 gave up after refusals, 9 connect provider failed, 10 frame too large.
     pub fn kind(&self) -> usize {
         match self {
             Self::CloseFrame { .. } => 1,
@@ -105,6 +105,7 @@ impl DisconnectReason {
             Self::ClientClosed => 7,
             Self::GaveUp { .. } => 8,
             Self::Provider(_) => 9,
+            Self::FrameTooLarge(_) => 10,
         }
     }
 }

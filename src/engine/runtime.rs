@@ -91,3 +91,46 @@ impl Drop for CallbackGuard {
         LIBRARY_THREAD.with(|c| c.set(c.get() - 1));
     }
 }
+
+// ---- notifications deferred to the end of a batch ---------------------------------------------
+
+/// Something that wants to be told once when the socket task running on this thread ends its
+/// batch of events (the C event queue: one wake-up of its consumer per batch, not per event).
+pub(crate) trait BatchEnd: Send + Sync {
+    fn batch_end(&self);
+}
+
+thread_local! {
+    /// A socket's task is handling a batch of events on this thread.
+    static IN_BATCH: Cell<bool> = const { Cell::new(false) };
+    /// What asked to be told at the end of the batch.
+    static AT_BATCH_END: std::cell::RefCell<Vec<std::sync::Arc<dyn BatchEnd>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The socket's task starts (or goes on with) a batch of events on this thread.
+pub(crate) fn begin_batch() {
+    IN_BATCH.with(|b| b.set(true));
+}
+
+/// The socket's task is about to yield (its inputs are idle, or its budget is spent): tells
+/// everything deferred meanwhile. Tasks move between threads only when they yield, so
+/// nothing deferred on this thread belongs to another task.
+pub(crate) fn end_batch() {
+    IN_BATCH.with(|b| b.set(false));
+    // Each is taken out before it runs: what it calls may defer again (it is then told at
+    // once, the batch being over).
+    while let Some(item) = AT_BATCH_END.with(|l| l.borrow_mut().pop()) {
+        item.batch_end();
+    }
+}
+
+/// Defers a notification to the end of the current batch; false (the caller notifies now)
+/// outside a socket task's batch. `make` is called only when deferring.
+pub(crate) fn defer_to_batch_end(make: impl FnOnce() -> std::sync::Arc<dyn BatchEnd>) -> bool {
+    if !IN_BATCH.with(Cell::get) {
+        return false;
+    }
+    AT_BATCH_END.with(|l| l.borrow_mut().push(make()));
+    true
+}

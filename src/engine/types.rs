@@ -76,6 +76,18 @@ pub enum Status {
     StateError,
     /// An argument was rejected (invalid JSON, a binary field over 255 bytes, ...).
     InvalidArgument,
+    /// The push was refused: the connection's write queue already held
+    /// [`Config::max_write_queue_bytes`](crate::engine::Config::max_write_queue_bytes) (the
+    /// server is not reading). Nothing was sent.
+    WriteQueueFull,
+    /// The push was refused: its channel already buffered
+    /// [`Config::max_buffered_pushes`](crate::engine::Config::max_buffered_pushes) pushes while
+    /// joining. Nothing was sent.
+    BufferFull,
+    /// The join was refused: the socket already has
+    /// [`Config::max_channels`](crate::engine::Config::max_channels) joined (or joining)
+    /// channels.
+    TooManyChannels,
 }
 
 /// A reply from the server, borrowed from the frame it arrived in.
@@ -127,6 +139,9 @@ pub enum DisconnectReason {
     /// The connect provider (see [`ConnectProvider`](crate::engine::ConnectProvider)) failed
     /// or did not answer within its timeout; the attempt counts as failed.
     Provider(String),
+    /// The server sent a frame larger than [`Config::max_frame_size`](crate::engine::Config::max_frame_size);
+    /// the client closed the connection with code 1009 (message too big).
+    FrameTooLarge(String),
 }
 
 impl fmt::Display for DisconnectReason {
@@ -155,6 +170,7 @@ impl fmt::Display for DisconnectReason {
                 "stopped reconnecting after {refusals} refused upgrades (last: HTTP {status})"
             ),
             Self::Provider(e) => write!(f, "connect provider: {e}"),
+            Self::FrameTooLarge(e) => write!(f, "frame too large, closed with 1009: {e}"),
         }
     }
 }
@@ -243,4 +259,6 @@ pub struct EngineStats {
     pub cached_channels: usize,
     /// Presence diffs held back until the `presence_state` of their join cycle.
     pub held_presence_diffs: usize,
+    /// Bytes of the frames in `outbox` (bounded by `Config::max_write_queue_bytes` for pushes).
+    pub outbox_bytes: usize,
 }

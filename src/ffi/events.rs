@@ -15,12 +15,20 @@ use std::ffi::{c_int, c_void};
 /// messages, state changes and rejoin results, are also queued as `phx_event_t`s (in addition
 /// to any callbacks registered), and `*_tagged` operations complete into the queue.
 ///
-/// - `capacity` (> 0): how many events the queue holds. When it is full, messages and state
-///   events are dropped and counted, and a `PHX_EVENT_OVERFLOW` event carrying the count is
-///   queued as soon as there is room. `PHX_EVENT_REPLY` events are never dropped (they may
-///   exceed the capacity).
-/// - `wake` (nullable): called with `user_data` on a library thread, with no lock held, each
-///   time an event is added. It must not block; it may call any libphx function.
+/// - `capacity` (> 0): how many events the queue holds; it also holds at most the bytes set
+///   by `phx_options_set_max_event_queue_bytes` (32 MiB by default). When either is reached,
+///   messages and state events are dropped and counted, and a `PHX_EVENT_OVERFLOW` event
+///   carrying the count is queued as soon as there is room. `PHX_EVENT_REPLY` events are
+///   never dropped (they may exceed both bounds).
+/// - `wake` (nullable): called with `user_data` on a library thread, with no lock held, when
+///   events were added: once per batch of events the socket's task produces (a burst of
+///   messages read together wakes the consumer once), not once per event. It must not block;
+///   it may call any libphx function. Take everything queued on each call
+///   (`phx_socket_next_events` with timeout 0 until `PHX_ERR_AGAIN`).
+///
+/// The readiness descriptor (`phx_socket_event_fd`), blocked `phx_socket_next_event(s)`
+/// callers and `wake` are all told at the end of such a batch: one descriptor write and one
+/// wake-up per batch.
 /// - `free_user_data` (nullable): called exactly once with `user_data` after the last call of
 ///   `wake`, when the socket is freed.
 ///
@@ -42,7 +50,8 @@ pub unsafe extern "C" fn phx_socket_events_enable(
             return Err(phx_status_t::PHX_ERR_INVALID_ARGUMENT);
         }
         let registration = WakeRegistration::new(wake, user_data, free_user_data);
-        let queue = EventQueue::new(capacity, Some(registration));
+        let max_bytes = s.socket.config().max_event_queue_bytes;
+        let queue = EventQueue::new(capacity, max_bytes, Some(registration));
         if let Err(queue) = s.core.events.set(queue) {
             if let Some(registration) = queue.take_wake() {
                 registration.disarm();
@@ -114,6 +123,75 @@ pub unsafe extern "C" fn phx_socket_try_event(
         let out = out_ptr(out)?;
         let queue = s.core.queue()?;
         take(&queue, 0, out)
+    })
+}
+
+/// Takes up to `max` of the oldest queued events of socket `s` at once, waiting up to
+/// `timeout_ms` milliseconds for the first (0: do not wait; `UINT64_MAX`: about forever) and
+/// never for more: one lock and at most one descriptor update for the whole batch.
+///
+/// `events` (borrowed for the call) has room for `max` (> 0) pointers. On `PHX_OK`,
+/// `events[0 .. *out_n]` hold `*out_n >= 1` events, oldest first, each owned by the caller
+/// exactly as one from `phx_socket_next_event`: free each with `phx_event_free` (or all with
+/// `phx_events_free`), in any order, on any thread; they stay valid after the socket is freed.
+/// The rest of `events` is not written. `*out_n` is 0 on every other return:
+/// `PHX_ERR_AGAIN` when no event arrived in time, `PHX_ERR_CLOSED` if the socket is freed
+/// meanwhile, `PHX_ERR_STATE` before `phx_socket_events_enable`, `PHX_ERR_WRONG_THREAD` for a
+/// non-zero timeout on a library thread (inside a callback), `PHX_ERR_INVALID_ARGUMENT` for
+/// NULL arguments or `max == 0` (then `*out_n` is written if `out_n` is not NULL). Any thread,
+/// concurrently (each event goes to one caller).
+///
+/// With a wake callback (say, Dart's `NativeCallable.listener`, or a loop's own wake-up): on
+/// each wake-up, call it with timeout 0 until it returns `PHX_ERR_AGAIN`.
+#[no_mangle]
+pub unsafe extern "C" fn phx_socket_next_events(
+    s: *mut super::handles::phx_socket_t,
+    events: *mut *mut phx_event_t,
+    max: usize,
+    timeout_ms: u64,
+    out_n: *mut usize,
+) -> phx_status_t {
+    guard(|| {
+        let n = out_ptr(out_n)?;
+        write_out(n, 0);
+        let s = socket_arg(s)?;
+        if events.is_null() || max == 0 {
+            return Err(phx_status_t::PHX_ERR_INVALID_ARGUMENT);
+        }
+        let queue = s.core.queue()?;
+        if timeout_ms > 0 && runtime::on_library_thread() {
+            return Err(phx_status_t::PHX_ERR_WRONG_THREAD);
+        }
+        let mut taken = 0;
+        let next = queue.next_batch(timeout_ms, max, |ev| {
+            // SAFETY: the caller gave room for `max` pointers; at most `max` are taken.
+            events
+                .add(taken)
+                .write(Box::into_raw(ev).cast::<phx_event_t>());
+            taken += 1;
+        });
+        write_out(n, taken);
+        match next {
+            _ if taken > 0 => Ok(()),
+            Next::Closed => Err(phx_status_t::PHX_ERR_CLOSED),
+            _ => Err(phx_status_t::PHX_ERR_AGAIN),
+        }
+    })
+}
+
+/// Frees `n` events taken by `phx_socket_next_events` (or the single-event functions):
+/// `events[0 .. n]`, each as `phx_event_free` (NULL entries are skipped). `events` itself is
+/// the caller's and is not freed; NULL with `n == 0` is a no-op. Any thread, once per event.
+#[no_mangle]
+pub unsafe extern "C" fn phx_events_free(events: *const *mut phx_event_t, n: usize) {
+    guard_or((), || {
+        if events.is_null() {
+            return;
+        }
+        for i in 0..n {
+            let e = *events.add(i);
+            drop(box_from_raw(e.cast::<EventBox>()));
+        }
     })
 }
 

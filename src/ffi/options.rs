@@ -30,6 +30,11 @@ pub struct phx_options_t {
     stop_codes: Option<Vec<u16>>,
     heartbeat_timeout: Option<Duration>,
     log_level: Option<crate::engine::LogLevel>,
+    max_frame_size: Option<usize>,
+    max_write_queue_bytes: Option<usize>,
+    max_buffered_pushes: Option<usize>,
+    max_channels: Option<usize>,
+    max_event_queue_bytes: Option<usize>,
     tls_roots: Option<TlsRoots>,
     ca_file: Option<PathBuf>,
     client_identity: Option<(Vec<u8>, Vec<u8>)>,
@@ -92,6 +97,24 @@ impl phx_options_t {
         if let Some(level) = self.log_level {
             config.log_level = level;
         }
+        let bounds = [
+            (self.max_frame_size, &mut config.max_frame_size),
+            (
+                self.max_write_queue_bytes,
+                &mut config.max_write_queue_bytes,
+            ),
+            (self.max_buffered_pushes, &mut config.max_buffered_pushes),
+            (self.max_channels, &mut config.max_channels),
+            (
+                self.max_event_queue_bytes,
+                &mut config.max_event_queue_bytes,
+            ),
+        ];
+        for (set, field) in bounds {
+            if let Some(v) = set {
+                *field = v;
+            }
+        }
         if let Some(roots) = self.tls_roots {
             config.tls_roots = roots;
         }
@@ -132,6 +155,15 @@ pub(crate) fn parse_params(json: &str) -> FfiResult<Vec<(String, String)>> {
             Ok((k, v))
         })
         .collect()
+}
+
+/// A positive bound.
+fn positive_bound(v: usize) -> FfiResult<Option<usize>> {
+    if v == 0 {
+        Err(INVALID)
+    } else {
+        Ok(Some(v))
+    }
 }
 
 /// A positive duration in milliseconds.
@@ -483,6 +515,86 @@ pub unsafe extern "C" fn phx_options_set_log_level(
             4 => LogLevel::Debug,
             _ => return Err(INVALID),
         });
+        Ok(())
+    })
+}
+
+/// Sets the largest frame (and message) accepted from the server, in bytes (> 0; default
+/// 16777216, 16 MiB). A larger one ends the connection: the client closes it with code 1009,
+/// reports reason `PHX_REASON_FRAME_TOO_LARGE` (socket state event, `phx_socket_last_reason`)
+/// and reconnects on the reconnect schedule. Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0.
+/// Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_max_frame_size(
+    o: *mut phx_options_t,
+    bytes: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.max_frame_size = positive_bound(bytes)?;
+        Ok(())
+    })
+}
+
+/// Sets the bound of the connection's write queue, in bytes (> 0; default 8388608, 8 MiB).
+/// While the server does not read, frames wait there; a push whose frame would take the
+/// queue past the bound is not sent and completes with `PHX_ERR_QUEUE_FULL`. Joins, leaves
+/// and heartbeats are always queued (the queue may exceed the bound by those small frames
+/// only). Returns `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per
+/// options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_max_write_queue_bytes(
+    o: *mut phx_options_t,
+    bytes: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.max_write_queue_bytes = positive_bound(bytes)?;
+        Ok(())
+    })
+}
+
+/// Sets how many pushes one channel buffers while it joins (> 0; default 1024). A push past
+/// it completes at once with `PHX_ERR_BUFFER_FULL`. Returns `PHX_ERR_INVALID_ARGUMENT` for
+/// NULL or 0. Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_max_buffered_pushes(
+    o: *mut phx_options_t,
+    pushes: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.max_buffered_pushes = positive_bound(pushes)?;
+        Ok(())
+    })
+}
+
+/// Sets how many channels of the socket may be joined or joining at once (> 0; default 100).
+/// A channel counts from its join until it is closed (left, refused, closed by the server or
+/// by `phx_socket_disconnect`). A join past the limit fails at once with
+/// `PHX_ERR_TOO_MANY_CHANNELS` and leaves the channel unjoined (it may join later). Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_max_channels(
+    o: *mut phx_options_t,
+    channels: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.max_channels = positive_bound(channels)?;
+        Ok(())
+    })
+}
+
+/// Sets how many bytes the socket's event queue (`phx_socket_events_enable`) may hold
+/// (> 0; default 33554432, 32 MiB): the events and everything they point to. Past it, as
+/// past the queue's capacity in events, messages and state events are dropped and counted
+/// (reported by a `PHX_EVENT_OVERFLOW` event); `PHX_EVENT_REPLY` events are always queued.
+/// One event is always admitted into an empty queue, whatever its size. Returns
+/// `PHX_ERR_INVALID_ARGUMENT` for NULL or 0. Any thread, one at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn phx_options_set_max_event_queue_bytes(
+    o: *mut phx_options_t,
+    bytes: usize,
+) -> phx_status_t {
+    with_options(o, |o| {
+        o.max_event_queue_bytes = positive_bound(bytes)?;
         Ok(())
     })
 }

@@ -14,6 +14,7 @@ use super::status::phx_status_t;
 use super::sync::{self, Condvar, Mutex};
 use super::types::{channel_state, payload_parts, phx_event_kind_t, phx_reason_t, socket_state};
 use super::util::{lock, millis, opt_ptr, Packed, StrPack};
+use crate::engine::runtime;
 use crate::engine::{ChannelState, DisconnectReason, Message, ReplyRef, SocketState, Status};
 use crate::protocol::Payload;
 use std::collections::VecDeque;
@@ -98,6 +99,8 @@ pub(crate) struct EventBox {
     storage: Vec<u8>,
     /// Only state events carry a reason: the rest do not pay for its 272 bytes.
     reason: Option<Box<phx_reason_t>>,
+    /// What it counts for in the queue's bound in bytes ([`EventSpec::cost`]).
+    cost: usize,
 }
 
 // SAFETY: the raw pointers point into `storage`, owned by the same box.
@@ -126,7 +129,28 @@ pub(crate) struct EventSpec<'a> {
 }
 
 impl EventSpec<'_> {
-    fn build(&self) -> Box<EventBox> {
+    /// The bytes the event holds: its box, its strings and payload, its reason.
+    fn cost(&self) -> usize {
+        let strs = [
+            self.topic,
+            self.event,
+            self.join_ref,
+            self.ref_,
+            self.reply_status,
+        ];
+        let payload = self
+            .payload
+            .as_ref()
+            .map_or(0, |p| payload_parts(p).1.len());
+        std::mem::size_of::<EventBox>()
+            + strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
+            + payload
+            + self
+                .reason
+                .map_or(0, |_| std::mem::size_of::<phx_reason_t>())
+    }
+
+    fn build(&self, cost: usize) -> Box<EventBox> {
         let strs = [
             self.topic,
             self.event,
@@ -179,6 +203,7 @@ impl EventSpec<'_> {
             ev,
             storage,
             reason: self.reason.map(Box::new),
+            cost,
         });
         // Heap buffers do not move when their owners do, so the pointers stay valid.
         if let Some(reason) = &event.reason {
@@ -279,12 +304,20 @@ impl Drop for Readiness {
 struct QueueState {
     items: VecDeque<Box<EventBox>>,
     capacity: usize,
+    /// Bytes the queued events hold, and their bound (see [`EventSpec::cost`]).
+    bytes: usize,
+    max_bytes: usize,
     /// Events dropped and not yet reported by an overflow event.
     dropped: u64,
     /// The socket was freed: nothing is queued any more, waiters return.
     closed: bool,
     /// Threads blocked in `next`: only then is the condition variable signalled.
     waiters: usize,
+    /// The readiness descriptor was made readable and not cleared since.
+    signalled: bool,
+    /// Events were added in the socket task's current batch and the consumer is told at its
+    /// end ([`runtime::defer_to_batch_end`]).
+    deferred: bool,
 }
 
 /// A socket's event queue.
@@ -303,15 +336,37 @@ pub(crate) enum Next {
     Closed,
 }
 
+/// Defers an `EventQueue`'s notification to the end of the socket task's batch.
+struct Deferred(Arc<EventQueue>);
+
+impl runtime::BatchEnd for Deferred {
+    fn batch_end(&self) {
+        let mut st = sync::lock(&self.0.state);
+        st.deferred = false;
+        if st.items.is_empty() {
+            return; // taken meanwhile
+        }
+        self.0.notify(st, true);
+    }
+}
+
 impl EventQueue {
-    pub(crate) fn new(capacity: usize, wake: Option<WakeRegistration>) -> Arc<Self> {
+    pub(crate) fn new(
+        capacity: usize,
+        max_bytes: usize,
+        wake: Option<WakeRegistration>,
+    ) -> Arc<Self> {
         Arc::new(EventQueue {
             state: Mutex::new(QueueState {
                 items: VecDeque::with_capacity(capacity.min(1024)),
                 capacity,
+                bytes: 0,
+                max_bytes,
                 dropped: 0,
                 closed: false,
                 waiters: 0,
+                signalled: false,
+                deferred: false,
             }),
             ready: Condvar::new(),
             readiness: Readiness::new(),
@@ -329,51 +384,83 @@ impl EventQueue {
         self.readiness.as_ref().map(|r| r.read_fd)
     }
 
-    /// Adds an event. `droppable` events are dropped (and counted) while the queue is full.
-    fn push(&self, spec: &EventSpec<'_>, droppable: bool) {
+    /// Adds an event. `droppable` events are dropped (and counted) while the queue is full, in
+    /// events or in bytes; an empty queue admits any one event.
+    ///
+    /// Inside a socket task's batch the consumer is told once, at the end of the batch: one
+    /// descriptor write, one condition-variable signal and one wake callback for the whole
+    /// batch. Elsewhere it is told at once.
+    fn push(self: &Arc<Self>, spec: &EventSpec<'_>, droppable: bool) {
         let mut st = sync::lock(&self.state);
         if st.closed {
             return;
         }
+        let cost = spec.cost();
         if droppable {
             self.report_overflow(&mut st);
-            if st.dropped > 0 || st.items.len() >= st.capacity {
+            let full = st.items.len() >= st.capacity
+                || (!st.items.is_empty() && st.bytes + cost > st.max_bytes);
+            if st.dropped > 0 || full {
                 st.dropped += 1;
                 return;
             }
         }
-        let was_empty = st.items.is_empty();
-        st.items.push_back(spec.build());
-        if was_empty {
+        st.items.push_back(spec.build(cost));
+        st.bytes += cost;
+        if st.deferred {
+            return;
+        }
+        if runtime::defer_to_batch_end(|| Arc::new(Deferred(self.clone()))) {
+            st.deferred = true;
+            return;
+        }
+        self.notify(st, false);
+    }
+
+    /// Tells the consumer events are queued: makes the descriptor readable, signals waiters
+    /// (all of them after a batch) and calls the wake callback, with no lock held.
+    fn notify(&self, mut st: sync::MutexGuard<'_, QueueState>, batch: bool) {
+        if !st.signalled {
+            st.signalled = true;
             if let Some(r) = &self.readiness {
                 r.set();
             }
         }
-        let waiting = st.waiters > 0;
+        let waiting = st.waiters;
         drop(st);
-        if waiting {
-            self.ready.notify_one();
+        match waiting {
+            0 => {}
+            1 => self.ready.notify_one(),
+            _ if batch => self.ready.notify_all(),
+            _ => self.ready.notify_one(),
         }
         let wake = lock(&self.wake).clone();
         if let Some(wake) = wake {
+            let _guard = runtime::CallbackGuard::enter();
             wake.wake();
         }
     }
 
     /// Queues the overflow event if events were dropped and there is room for it.
     fn report_overflow(&self, st: &mut QueueState) {
-        if st.dropped > 0 && st.items.len() < st.capacity {
-            let spec = EventSpec {
-                kind: phx_event_kind_t::PHX_EVENT_OVERFLOW as u32,
-                dropped: st.dropped,
-                ..EventSpec::default()
-            };
-            if st.items.is_empty() {
+        if st.dropped == 0 || st.items.len() >= st.capacity {
+            return;
+        }
+        let spec = EventSpec {
+            kind: phx_event_kind_t::PHX_EVENT_OVERFLOW as u32,
+            dropped: st.dropped,
+            ..EventSpec::default()
+        };
+        let cost = spec.cost();
+        if st.items.is_empty() || st.bytes + cost <= st.max_bytes {
+            if !st.signalled && !st.deferred {
+                st.signalled = true;
                 if let Some(r) = &self.readiness {
                     r.set();
                 }
             }
-            st.items.push_back(spec.build());
+            st.bytes += cost;
+            st.items.push_back(spec.build(cost));
             st.dropped = 0;
         }
     }
@@ -385,17 +472,42 @@ impl EventQueue {
 
     /// Takes the oldest event, waiting up to `timeout_ms` (0: not at all).
     pub(crate) fn next(&self, timeout_ms: u64) -> Next {
+        let mut ev = None;
+        match self.next_batch(timeout_ms, 1, |e| ev = Some(e)) {
+            Next::Empty if ev.is_some() => Next::Event(ev.expect("taken")),
+            other => other,
+        }
+    }
+
+    /// Takes up to `max` (> 0) of the oldest events, handing each to `out` in order, once at
+    /// least one is queued: waits up to `timeout_ms` (0: not at all) for the first, never for
+    /// more. Returns `Empty` once it has taken some (or none came in time), `Closed` if the
+    /// socket is freed with none taken.
+    pub(crate) fn next_batch(
+        &self,
+        timeout_ms: u64,
+        max: usize,
+        mut out: impl FnMut(Box<EventBox>),
+    ) -> Next {
         let deadline = Instant::now() + millis(timeout_ms);
         let mut st = sync::lock(&self.state);
         loop {
-            if let Some(ev) = st.items.pop_front() {
-                self.report_overflow(&mut st);
-                if st.items.is_empty() {
+            if !st.items.is_empty() {
+                for _ in 0..max {
+                    let Some(ev) = st.items.pop_front() else {
+                        break;
+                    };
+                    st.bytes -= ev.cost;
+                    self.report_overflow(&mut st);
+                    out(ev);
+                }
+                if st.items.is_empty() && st.signalled {
+                    st.signalled = false;
                     if let Some(r) = &self.readiness {
                         r.clear();
                     }
                 }
-                return Next::Event(ev);
+                return Next::Empty;
             }
             if st.closed {
                 return Next::Closed;
@@ -424,7 +536,11 @@ impl EventQueue {
 
     // ---- producers ----------------------------------------------------------------------------
 
-    pub(crate) fn push_socket_state(&self, state: SocketState, reason: Option<&DisconnectReason>) {
+    pub(crate) fn push_socket_state(
+        self: &Arc<Self>,
+        state: SocketState,
+        reason: Option<&DisconnectReason>,
+    ) {
         self.push(
             &EventSpec {
                 kind: phx_event_kind_t::PHX_EVENT_SOCKET_STATE as u32,
@@ -436,7 +552,12 @@ impl EventQueue {
         );
     }
 
-    pub(crate) fn push_channel_state(&self, channel_id: u64, topic: &str, state: ChannelState) {
+    pub(crate) fn push_channel_state(
+        self: &Arc<Self>,
+        channel_id: u64,
+        topic: &str,
+        state: ChannelState,
+    ) {
         self.push(
             &EventSpec {
                 kind: phx_event_kind_t::PHX_EVENT_CHANNEL_STATE as u32,
@@ -449,7 +570,7 @@ impl EventQueue {
         );
     }
 
-    pub(crate) fn push_message(&self, channel_id: u64, m: &Message<'_>) {
+    pub(crate) fn push_message(self: &Arc<Self>, channel_id: u64, m: &Message<'_>) {
         self.push(
             &EventSpec {
                 kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
@@ -466,7 +587,7 @@ impl EventQueue {
     }
 
     pub(crate) fn push_rejoin(
-        &self,
+        self: &Arc<Self>,
         channel_id: u64,
         topic: &str,
         status: u32,
@@ -490,7 +611,7 @@ impl EventQueue {
 impl EventQueue {
     /// A presence change (`Some`) or sync (`None`) of a channel.
     pub(crate) fn push_presence(
-        &self,
+        self: &Arc<Self>,
         channel_id: u64,
         topic: &str,
         change: Option<&crate::engine::PresenceChange>,
@@ -516,7 +637,7 @@ impl EventQueue {
     }
 
     pub(crate) fn push_rejoined(
-        &self,
+        self: &Arc<Self>,
         channel_id: u64,
         topic: &str,
         reply: &ReplyRef<'_>,
@@ -538,7 +659,7 @@ impl EventQueue {
     }
 
     /// A probe's outcome (never dropped, as replies are not).
-    pub(crate) fn push_probe(&self, tag: u64, status: u32, rtt_us: u64) {
+    pub(crate) fn push_probe(self: &Arc<Self>, tag: u64, status: u32, rtt_us: u64) {
         self.push(
             &EventSpec {
                 kind: phx_event_kind_t::PHX_EVENT_PROBE as u32,
@@ -602,7 +723,7 @@ mod model {
     #[test]
     fn a_waiter_is_woken_by_an_event_or_by_close() {
         loom::model(|| {
-            let queue = EventQueue::new(4, None);
+            let queue = EventQueue::new(4, usize::MAX, None);
             let q = queue.clone();
             let waiter = loom::thread::spawn(move || match q.next(u64::MAX) {
                 Next::Event(_) => 1,
@@ -621,9 +742,30 @@ mod model {
     }
 
     #[test]
+    fn a_batch_taker_gets_every_event_once() {
+        loom::model(|| {
+            let queue = EventQueue::new(4, usize::MAX, None);
+            let q = queue.clone();
+            let waiter = loom::thread::spawn(move || {
+                let mut n = 0;
+                let _ = q.next_batch(u64::MAX, 4, |_| n += 1);
+                n
+            });
+            queue.push(&message(), true);
+            queue.push(&message(), true);
+            queue.close();
+            let taken = waiter.join().unwrap();
+            let mut left = 0;
+            let _ = queue.next_batch(0, 4, |_| left += 1);
+            assert!(taken >= 1, "a waiter returns with at least one event");
+            assert_eq!(taken + left, 2);
+        });
+    }
+
+    #[test]
     fn two_waiters_two_events_each_taken_once() {
         loom::model(|| {
-            let queue = EventQueue::new(4, None);
+            let queue = EventQueue::new(4, usize::MAX, None);
             let waiters: Vec<_> = (0..2)
                 .map(|_| {
                     let q = queue.clone();
@@ -640,5 +782,96 @@ mod model {
                 .count();
             assert_eq!(taken, 2);
         });
+    }
+}
+
+#[cfg(all(test, not(phx_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn message(payload: &str) -> EventSpec<'_> {
+        EventSpec {
+            kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
+            topic: Some("t"),
+            payload: Some(Payload::Json(payload)),
+            ..EventSpec::default()
+        }
+    }
+
+    static WAKES: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_wake(_: *mut std::ffi::c_void) {
+        WAKES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn taken(queue: &EventQueue, max: usize) -> usize {
+        let mut n = 0;
+        let _ = queue.next_batch(0, max, |_| n += 1);
+        n
+    }
+
+    /// Inside a socket task's batch the consumer is told once, at its end: no wake-up per
+    /// event. Outside one, at once.
+    #[test]
+    fn a_batch_of_events_wakes_the_consumer_once() {
+        let wake = WakeRegistration::new(Some(count_wake), std::ptr::null_mut(), None);
+        let queue = EventQueue::new(100, usize::MAX, Some(wake));
+        let readable = |q: &EventQueue| sync::lock(&q.state).signalled;
+        runtime::begin_batch();
+        for _ in 0..10 {
+            queue.push(&message("{}"), true);
+        }
+        assert_eq!(WAKES.load(Ordering::SeqCst), 0, "not during the batch");
+        assert!(!readable(&queue));
+        runtime::end_batch();
+        assert_eq!(WAKES.load(Ordering::SeqCst), 1, "once at its end");
+        assert!(readable(&queue));
+        assert_eq!(taken(&queue, 4), 4);
+        assert!(readable(&queue), "readable while events remain");
+        assert_eq!(taken(&queue, 100), 6);
+        assert!(!readable(&queue));
+        // Drained before the batch ended: nobody is told.
+        runtime::begin_batch();
+        queue.push(&message("{}"), true);
+        assert_eq!(taken(&queue, 1), 1);
+        runtime::end_batch();
+        assert_eq!(WAKES.load(Ordering::SeqCst), 1);
+        // Outside a batch: at once, per event.
+        queue.push(&message("{}"), true);
+        queue.push(&message("{}"), true);
+        assert_eq!(WAKES.load(Ordering::SeqCst), 3);
+        queue.close();
+    }
+
+    /// Past the bound in bytes, droppable events are dropped and counted; an empty queue
+    /// admits one event whatever its size; replies are never dropped; the overflow event
+    /// comes once there is room.
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let big = "x".repeat(10_000);
+        let one = message(&big).cost();
+        let queue = EventQueue::new(1000, one + 10, None);
+        queue.push(&message(&big), true);
+        queue.push(&message(&big), true);
+        queue.push(&message("{}"), true);
+        let reply = EventSpec {
+            kind: phx_event_kind_t::PHX_EVENT_REPLY as u32,
+            payload: Some(Payload::Json(&big)),
+            ..EventSpec::default()
+        };
+        queue.push(&reply, false);
+        let mut kinds = Vec::new();
+        let _ = queue.next_batch(0, 100, |e| kinds.push((e.ev.kind, e.ev.dropped)));
+        use phx_event_kind_t::*;
+        assert_eq!(
+            kinds,
+            [
+                (PHX_EVENT_MESSAGE as u32, 0),
+                (PHX_EVENT_REPLY as u32, 0),
+                (PHX_EVENT_OVERFLOW as u32, 2)
+            ]
+        );
+        assert_eq!(sync::lock(&queue.state).bytes, 0);
     }
 }

@@ -40,10 +40,19 @@ pub enum phx_status_t {
     PHX_ERR_AGAIN = 10,
     /// A libphx bug was caught (a panic); the object is still safe to free.
     PHX_ERR_INTERNAL = 11,
+    /// A push refused because the connection's write queue is full (the server is not
+    /// reading); nothing was sent. See `phx_options_set_max_write_queue_bytes`.
+    PHX_ERR_QUEUE_FULL = 12,
+    /// A push refused because its channel already buffers the most pushes allowed while it
+    /// joins; nothing was sent. See `phx_options_set_max_buffered_pushes`.
+    PHX_ERR_BUFFER_FULL = 13,
+    /// A join refused because the socket already has the most channels allowed joined or
+    /// joining. See `phx_options_set_max_channels`.
+    PHX_ERR_TOO_MANY_CHANNELS = 14,
 }
 
 /// Every value, indexed by value.
-const ALL: [phx_status_t; 12] = {
+const ALL: [phx_status_t; 15] = {
     use phx_status_t::*;
     [
         PHX_OK,
@@ -58,6 +67,9 @@ const ALL: [phx_status_t; 12] = {
         PHX_ERR_WRONG_THREAD,
         PHX_ERR_AGAIN,
         PHX_ERR_INTERNAL,
+        PHX_ERR_QUEUE_FULL,
+        PHX_ERR_BUFFER_FULL,
+        PHX_ERR_TOO_MANY_CHANNELS,
     ]
 };
 
@@ -77,6 +89,9 @@ impl phx_status_t {
             Self::PHX_ERR_WRONG_THREAD => "blocking call on a library thread\0",
             Self::PHX_ERR_AGAIN => "no event available\0",
             Self::PHX_ERR_INTERNAL => "internal error\0",
+            Self::PHX_ERR_QUEUE_FULL => "the write queue is full\0",
+            Self::PHX_ERR_BUFFER_FULL => "the channel's push buffer is full\0",
+            Self::PHX_ERR_TOO_MANY_CHANNELS => "too many channels on the socket\0",
         }
     }
 }
@@ -93,6 +108,9 @@ impl From<Status> for phx_status_t {
             Status::LeftBeforeJoin => Self::PHX_ERR_LEFT_BEFORE_JOIN,
             Status::StateError => Self::PHX_ERR_STATE,
             Status::InvalidArgument => Self::PHX_ERR_INVALID_ARGUMENT,
+            Status::WriteQueueFull => Self::PHX_ERR_QUEUE_FULL,
+            Status::BufferFull => Self::PHX_ERR_BUFFER_FULL,
+            Status::TooManyChannels => Self::PHX_ERR_TOO_MANY_CHANNELS,
         }
     }
 }

@@ -72,6 +72,9 @@ pub enum phx_reason_kind_t {
     /// The connect provider (`phx_options_set_connect_provider`) failed the attempt or did not
     /// answer in time.
     PHX_REASON_PROVIDER = 9,
+    /// The server sent a frame over the size limit (`phx_options_set_max_frame_size`); the
+    /// client closed the connection with `code` 1009 (message too big).
+    PHX_REASON_FRAME_TOO_LARGE = 10,
 }
 
 /// Severity of a log line (`on_log`'s `level`).
@@ -278,6 +281,7 @@ impl phx_reason_t {
             DisconnectReason::ClientClosed => (PHX_REASON_CLIENT_CLOSED, 0),
             DisconnectReason::GaveUp { status, .. } => (PHX_REASON_GAVE_UP, u32::from(*status)),
             DisconnectReason::Provider(_) => (PHX_REASON_PROVIDER, 0),
+            DisconnectReason::FrameTooLarge(_) => (PHX_REASON_FRAME_TOO_LARGE, 1009),
         };
         if let DisconnectReason::HttpStatus {
             retry_after: Some(d),

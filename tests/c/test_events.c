@@ -487,11 +487,76 @@ static void test_queue_rules(void) {
     h_server_stop(srv);
 }
 
+/* ---- the batched take --------------------------------------------------------------------- */
+
+/* phx_socket_next_events takes up to max events at once, in order, each owned by the caller
+ * (freed one by one or by phx_events_free, valid after the socket is freed); it writes nothing
+ * past max and n = 0 on errors. */
+static void test_batched_take(void) {
+    h_server *srv = h_server_start();
+    phx_socket_t *s = h_socket(srv, NULL, 0);
+    phx_channel_t *c = NULL;
+    phx_event_t *evs[17];
+    phx_event_t *sentinel = (phx_event_t *)0x1;
+    size_t n = 99, i, messages = 0;
+    long next_i = 1;
+    int replied = 0;
+
+    H_STATUS(phx_socket_next_events(s, evs, 16, 0, &n), PHX_ERR_STATE);
+    H_EQ_U(n, 0);
+    H_OK(phx_socket_events_enable(s, 4096, NULL, NULL, NULL));
+    H_STATUS(phx_socket_next_events(s, evs, 0, 0, &n), PHX_ERR_INVALID_ARGUMENT);
+    H_STATUS(phx_socket_next_events(s, NULL, 16, 0, &n), PHX_ERR_INVALID_ARGUMENT);
+    H_STATUS(phx_socket_next_events(s, evs, 16, 0, NULL), PHX_ERR_INVALID_ARGUMENT);
+    H_STATUS(phx_socket_next_events(s, evs, 16, 0, &n), PHX_ERR_AGAIN);
+    H_EQ_U(n, 0);
+
+    h_connect(s);
+    H_OK(phx_socket_channel(s, "room:batch", &c));
+    H_OK(phx_channel_join_tagged(c, NULL, H_OP_MS, 1));
+    H_OK(phx_channel_push_tagged(c, "flood", "{\"n\":300}", H_OP_MS, 2));
+    evs[16] = sentinel;
+    while (!replied) {
+        H_OK(phx_socket_next_events(s, evs, 16, H_WAIT_MS, &n));
+        H_CHECK(n >= 1 && n <= 16);
+        H_CHECK(evs[16] == sentinel);
+        for (i = 0; i < n; i++) {
+            if (evs[i]->kind == PHX_EVENT_MESSAGE) {
+                char want[32];
+                int len = snprintf(want, sizeof want, "{\"i\":%ld}", next_i++);
+                h_data_eq(__FILE__, __LINE__, evs[i]->payload, evs[i]->payload_len, want, (size_t)len);
+                messages++;
+            } else if (evs[i]->kind == PHX_EVENT_REPLY && evs[i]->tag == 2) {
+                H_STATUS(evs[i]->status, PHX_OK);
+                replied = 1;
+            }
+        }
+        if (n > 1) {
+            phx_event_free(evs[0]); /* one by one or all at once: each is owned separately */
+            phx_events_free(evs + 1, n - 1);
+        } else {
+            phx_events_free(evs, n);
+        }
+    }
+    H_EQ_U(messages, 300);
+
+    /* Taken events outlive the socket. */
+    H_OK(phx_channel_push_tagged(c, "echo", "{\"x\":1}", H_OP_MS, 3));
+    H_OK(phx_socket_next_events(s, evs, 16, H_WAIT_MS, &n));
+    phx_socket_free(s);
+    for (i = 0; i < n; i++) H_CHECK(evs[i]->kind >= PHX_EVENT_REPLY && evs[i]->kind <= PHX_EVENT_OVERFLOW);
+    phx_events_free(evs, n);
+    phx_events_free(NULL, 0);
+    phx_channel_free(c);
+    h_server_stop(srv);
+}
+
 static const h_case cases[] = {
     H_CASE(dart_wake_pattern),
     H_CASE(event_fd_poll),
     H_CASE(overflow),
     H_CASE(queue_rules),
+    H_CASE(batched_take),
 };
 
 H_MAIN(cases)

@@ -19,14 +19,14 @@ static void test_version(void) {
 
 static void test_status_strings(void) {
     uint32_t i, j;
-    for (i = PHX_OK; i <= PHX_ERR_INTERNAL; i++) {
+    for (i = PHX_OK; i <= PHX_ERR_TOO_MANY_CHANNELS; i++) {
         const char *t = phx_status_str(i);
         H_CHECKF(t != NULL && t[0] != '\0', "status %u has no text", (unsigned)i);
         for (j = 0; j < i; j++)
             H_CHECKF(strcmp(t, phx_status_str(j)) != 0, "statuses %u and %u share the text \"%s\"",
                      (unsigned)i, (unsigned)j, t);
     }
-    H_CHECK(phx_status_str(PHX_ERR_INTERNAL + 1) != NULL);
+    H_CHECK(phx_status_str(PHX_ERR_TOO_MANY_CHANNELS + 1) != NULL);
     H_CHECK(phx_status_str(UINT32_MAX) != NULL);
     /* The values are part of the ABI. */
     H_EQ_U(PHX_OK, 0);
@@ -41,6 +41,10 @@ static void test_status_strings(void) {
     H_EQ_U(PHX_ERR_WRONG_THREAD, 9);
     H_EQ_U(PHX_ERR_AGAIN, 10);
     H_EQ_U(PHX_ERR_INTERNAL, 11);
+    H_EQ_U(PHX_ERR_QUEUE_FULL, 12);
+    H_EQ_U(PHX_ERR_BUFFER_FULL, 13);
+    H_EQ_U(PHX_ERR_TOO_MANY_CHANNELS, 14);
+    H_EQ_U(PHX_REASON_FRAME_TOO_LARGE, 10);
     H_EQ_U(PHX_EVENT_OVERFLOW, 6);
     H_EQ_U(PHX_REASON_CLIENT_CLOSED, 7);
     H_EQ_U(PHX_CHANNEL_ERRORED, 4);

@@ -259,6 +259,30 @@ void test_try_forms_and_completions() {
     H_EQ_U(calls.load(), 0);
 }
 
+// ---- bounds ------------------------------------------------------------------------------------
+
+// The bounds of Options reach the socket: past max_channels a join is refused at once with its
+// own status, and a refused join never runs its completion.
+void test_channel_limit_from_options() {
+    Server server;
+    phx::Options opts = fast_options();
+    opts.max_channels = 1;
+    opts.max_buffered_pushes = 4;
+    opts.max_write_queue_bytes = 1 << 20;
+    opts.max_frame_size = 1 << 20;
+    opts.max_event_queue_bytes = 1 << 20;
+    phx::Socket socket(server.url(), opts);
+    socket.connect_wait();
+    phx::Channel a = socket.channel("room:a");
+    phx::Channel b = socket.channel("room:b");
+    auto joined = a.join();
+    std::atomic<int> calls{0};
+    H_CHECK(b.join("{}", 0, [&](phx::Outcome) { calls++; }) == phx::Status::too_many_channels);
+    H_CHECK(b.state() == phx::ChannelState::closed);
+    get(joined);  // throws unless the join succeeded
+    H_EQ_U(calls.load(), 0);
+}
+
 // ---- destroying a socket with operations pending ---------------------------------------------
 
 void test_destroy_socket_with_operations_pending() {
@@ -476,6 +500,7 @@ static const h_case cases[] = {
     H_CASE(row_state_errors),
     H_CASE(row_channel_errored_and_closed),
     H_CASE(try_forms_and_completions),
+    H_CASE(channel_limit_from_options),
     H_CASE(destroy_socket_with_operations_pending),
     H_CASE(callbacks_call_back_into_the_api),
     H_CASE(move_only_raii),

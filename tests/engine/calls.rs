@@ -164,7 +164,9 @@ fn channel_and_join_from_two_threads_never_lose_the_channel() {
 #[tokio::test(start_paused = true)]
 async fn timed_out_buffered_pushes_leave_the_buffer() {
     let world = World::new().await;
-    let (socket, mut events) = world.connected().await;
+    let mut config = world.config();
+    config.max_buffered_pushes = 10_000;
+    let (socket, mut events) = world.connected_with(config).await;
     let (ch, mut chev) = channel(&socket, "room:lobby");
     join_ok(&ch).await;
     world.controls().refuse(503, None);

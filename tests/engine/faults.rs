@@ -110,10 +110,13 @@ async fn oversize_frame_from_the_server_drops_the_connection_with_a_clear_reason
     let d = done(push(&ch, "echo", &big)).await;
     assert_eq!(d.status, Status::Disconnected);
     let (_, reason) = sevents.reconnecting().await;
-    match reason {
-        Some(DisconnectReason::Protocol(text)) => assert!(text.contains("too long"), "{text}"),
+    match &reason {
+        Some(DisconnectReason::FrameTooLarge(text)) => {
+            assert!(text.contains("too long") && text.contains("1024"), "{text}")
+        }
         other => panic!("{other:?}"),
     }
+    assert_eq!(socket.last_reason(), reason);
     // Nothing else is lost: the channel rejoins and small frames flow again.
     let (_, status) = events.rejoin().await;
     assert_eq!(status, Status::Ok);

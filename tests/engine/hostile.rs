@@ -361,7 +361,7 @@ async fn a_never_ending_fragmented_frame_is_cut_at_the_size_limit() {
     });
     let (_, reason) = h.events.reconnecting().await;
     match reason {
-        Some(DisconnectReason::Protocol(text)) => assert!(text.contains("too long"), "{text}"),
+        Some(DisconnectReason::FrameTooLarge(text)) => assert!(text.contains("too long"), "{text}"),
         other => panic!("{other:?}"),
     }
     endless.await.unwrap();

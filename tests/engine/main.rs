@@ -2,6 +2,7 @@
 //! clock (in-memory streams), so timer behaviour is exact and nothing waits for real seconds.
 
 mod auth;
+mod bounds;
 mod calls;
 mod channel;
 mod faults;

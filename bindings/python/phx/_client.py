@@ -3,8 +3,8 @@
 Delivery: each socket turns on libphx's owned event queue (``phx_socket_events_enable``) and
 registers its file descriptor (``phx_socket_event_fd``) with the running asyncio loop
 (``loop.add_reader``). When it becomes readable the loop drains the queue with
-``phx_socket_try_event`` on its own thread, copies every event into Python objects and frees it
-at once. Joins, pushes and leaves use the ``*_tagged`` operations, whose outcomes arrive in the
+``phx_socket_next_events`` (up to ``_TAKE`` events per call) on its own thread, copies every
+event into Python objects and frees each batch at once (``phx_events_free``). Joins, pushes and leaves use the ``*_tagged`` operations, whose outcomes arrive in the
 same queue as ``PHX_EVENT_REPLY`` events carrying the tag. No callback is ever registered with
 the library, so no Python code runs on libphx's threads and the GIL is never taken from one.
 """
@@ -62,6 +62,9 @@ _CHANNEL_STATES = (
 
 #: How many events one wake-up of the loop handles before yielding to other tasks.
 _PUMP_BATCH = 512
+
+#: How many events one ``phx_socket_next_events`` call takes.
+_TAKE = 64
 
 #: A JSON-serialisable value (usually a dict) or bytes for a binary push.
 PushPayload = Union[Mapping[str, Any], bytes, bytearray, memoryview, Any]
@@ -166,7 +169,8 @@ class _Native:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Lives as long as the C socket, which may call its C callback until freed.
         self.provider = provider
-        self.event_out = ffi.new("phx_event_t **")
+        self.events = ffi.new("phx_event_t *[]", _TAKE)
+        self.taken = ffi.new("size_t *")
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -496,22 +500,25 @@ class PhoenixSocket:
         return future
 
     def _pump(self, limit: int | None = _PUMP_BATCH) -> None:
-        """Takes queued events (at most ``limit``) and dispatches them."""
+        """Takes queued events (at most ``limit``), a batch per call, and dispatches them."""
         native = self._native
-        out = native.event_out
+        events, taken = native.events, native.taken
         count = 0
         while native.handle is not None and (limit is None or count < limit):
-            status = lib.phx_socket_try_event(native.handle, out)
+            want = _TAKE if limit is None else min(_TAKE, limit - count)
+            status = lib.phx_socket_next_events(native.handle, events, want, 0, taken)
             if status != Status.OK:
                 break
-            ev = out[0]
+            n = int(taken[0])
             try:
-                self._dispatch(ev)
-            except Exception:  # a bug here must not stop delivery of later events
-                _log.exception("phx: failed to dispatch an event")
+                for i in range(n):
+                    try:
+                        self._dispatch(events[i])
+                    except Exception:  # a bug here must not stop delivery of later events
+                        _log.exception("phx: failed to dispatch an event")
             finally:
-                lib.phx_event_free(ev)
-            count += 1
+                lib.phx_events_free(events, n)
+            count += n
 
     def _channel_of(self, ev: Any) -> PhoenixChannel | None:
         """The live channel object of an event's channel instance (by id, never by topic: an

@@ -64,6 +64,9 @@ class Status(enum.IntEnum):
     WRONG_THREAD = 9
     AGAIN = 10
     INTERNAL = 11
+    QUEUE_FULL = 12
+    BUFFER_FULL = 13
+    TOO_MANY_CHANNELS = 14
 
 
 class ReasonKind(enum.IntEnum):
@@ -81,6 +84,7 @@ class ReasonKind(enum.IntEnum):
     GAVE_UP = 8
     #: The connect provider failed or did not answer within ``provider_timeout``.
     PROVIDER = 9
+    FRAME_TOO_LARGE = 10
 
 
 @dataclass(frozen=True)

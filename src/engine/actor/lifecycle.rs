@@ -123,8 +123,13 @@ impl Actor {
             return;
         };
         self.counters.closed(conn.sent);
-        if reason == DisconnectReason::HeartbeatTimeout {
-            conn.close_in_background(1000, "heartbeat timeout");
+        match reason {
+            DisconnectReason::HeartbeatTimeout => {
+                conn.close_in_background(1000, "heartbeat timeout")
+            }
+            // RFC 6455: 1009, a message too big to process.
+            DisconnectReason::FrameTooLarge(_) => conn.close_in_background(1009, "frame too large"),
+            _ => {}
         }
         self.log(LogLevel::Warn, &format!("connection lost: {reason}"));
         self.counters.ended(&reason);

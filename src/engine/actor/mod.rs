@@ -297,7 +297,15 @@ pub(crate) async fn run(
         refusals: 0,
     };
     while !actor.stopped {
-        let event = std::future::poll_fn(|cx| actor.poll_event(cx)).await;
+        let event = std::future::poll_fn(|cx| {
+            let polled = actor.poll_event(cx);
+            if polled.is_pending() {
+                runtime::end_batch();
+            }
+            polled
+        })
+        .await;
+        runtime::begin_batch();
         runtime::set_isolated(actor.isolated);
         // A panic here is a libphx bug; keep it from killing the task silently mid-state.
         let handled = catch_unwind(AssertUnwindSafe(|| actor.handle(event)));
@@ -305,6 +313,7 @@ pub(crate) async fn run(
             actor.log(LogLevel::Error, "internal error: event handler panicked");
         }
     }
+    runtime::end_batch();
 }
 
 impl Actor {
@@ -655,6 +664,7 @@ impl Actor {
             buffer_slots: self.channels.values().map(|c| c.buffer.len()).sum(),
             held_presence_diffs: self.channels.values().map(|c| c.presence.held_back()).sum(),
             cached_channels: 0,
+            outbox_bytes: self.conn.as_ref().map_or(0, Conn::queued_bytes),
         }
     }
 }

@@ -21,6 +21,11 @@ impl Actor {
         if deadline <= Instant::now() {
             return complete(on_reply, Outcome::of(Status::Timeout));
         }
+        let sends_now = state == Some(ChannelState::Joined) && self.conn.is_some();
+        let buffered = self.channels.get(&id).map_or(0, |c| c.buffer.len());
+        if !sends_now && buffered >= self.config().max_buffered_pushes {
+            return complete(on_reply, Outcome::of(Status::BufferFull));
+        }
         self.next_op += 1;
         let op_id = self.next_op;
         let timer = self.timers.arm(deadline, Timer::PushTimeout(op_id));
@@ -36,7 +41,7 @@ impl Actor {
                 queued_at: None,
             },
         );
-        if state == Some(ChannelState::Joined) && self.conn.is_some() {
+        if sends_now {
             self.send_push(op_id);
         } else if let Some(ch) = self.channels.get_mut(&id) {
             ch.buffer.push_back(op_id);
@@ -46,6 +51,9 @@ impl Actor {
     // ---- pushes -----------------------------------------------------------------------------
 
     pub(super) fn send_push(&mut self, op_id: u64) {
+        if self.write_queue_full(op_id) {
+            return self.finish_push(op_id, Outcome::of(Status::WriteQueueFull));
+        }
         let r = self.take_ref();
         let Some(op) = self.pushes.get_mut(&op_id) else {
             return;
@@ -63,6 +71,18 @@ impl Actor {
             Body::Json(json) => send_push_text(&mut self.conn, jr, r, &ch.topic_json, event, json),
             Body::Binary(b) => send_binary(&mut self.conn, Some(jr), r, &ch.shared.topic, event, b),
         };
+    }
+
+    /// Push `op_id`'s frame would take the write queue past its bound (a peer that does not
+    /// read): it is refused rather than queued.
+    fn write_queue_full(&self, op_id: u64) -> bool {
+        let (Some(conn), Some(op)) = (&self.conn, self.pushes.get(&op_id)) else {
+            return false;
+        };
+        let Some(ch) = self.channels.get(&op.channel) else {
+            return false;
+        };
+        conn.queued_bytes() + frame_bound(op, ch) > self.shared.config.max_write_queue_bytes
     }
 
     /// A push ran out of time: it leaves its buffer, or the write queue if it is still
@@ -133,4 +153,14 @@ impl Actor {
             complete(op.on_reply, outcome);
         }
     }
+}
+
+/// At least the size of the frame `op` encodes to: JSON escaping makes a byte at most six,
+/// and the refs and framing take under 64 bytes.
+fn frame_bound(op: &PushOp, ch: &Chan) -> usize {
+    let payload = match &op.payload {
+        Body::Json(j) => j.len(),
+        Body::Binary(b) => b.len(),
+    };
+    payload + 6 * (ch.shared.topic.len() + op.event.len() + ch.join_ref_text.len()) + 64
 }
