@@ -1202,6 +1202,9 @@ fn tls_options_reach_the_socket() {
         assert_eq!(phx_socket_new(url.as_ptr(), opts, &mut s), OK);
         phx_options_free(opts);
         assert_eq!(phx_socket_connect_wait(s, 5000), OK);
+        phx_socket_free(s);
+    }
+}
 
 /// Takes every queued event with `phx_socket_next_events`, `max` at a time, until `done`
 /// says enough; checks each batch's count and ownership.
