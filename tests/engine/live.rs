@@ -266,9 +266,16 @@ async fn bad_token_is_refused_with_403() {
 
 /// Threads of this process, from /proc (Linux).
 fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    // Only the shared runtime's threads: other tests in this binary start threads of their own.
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let named = |e: std::fs::DirEntry| std::fs::read_to_string(e.path().join("comm")).ok();
+    Some(
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(named)
+            .filter(|comm| comm.trim_end() == "phx-worker")
+            .count(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,8 +302,10 @@ async fn hundreds_of_sockets_share_the_runtime_without_a_thread_each() {
     let after = thread_count();
     if let (Some(before), Some(after)) = (before, after) {
         assert!(
-            after <= before + 2,
-            "threads grew from {before} to {after} for 300 sockets"
+            // A slow batch on a loaded machine may hand a worker to `block_in_place`, which
+            // starts a replacement; a thread per socket would add 300.
+            after <= before + 8,
+            "runtime threads grew from {before} to {after} for 300 sockets"
         );
     }
     for s in sockets.iter().chain([&first]) {
