@@ -1,6 +1,7 @@
 //! One WebSocket connection: opening it (byte stream + upgrade) and a write queue that never
 //! blocks the socket's task.
 
+use super::reclaim::Shrink;
 use super::types::DisconnectReason;
 use super::url::Endpoint;
 use super::Config;
@@ -250,6 +251,16 @@ impl Conn {
 
     pub(crate) fn queued(&self) -> usize {
         self.live
+    }
+
+    /// Gives back the write queue's capacity after a burst (see `reclaim`).
+    pub(crate) fn reclaim(&mut self) {
+        self.outbox.reclaim();
+    }
+
+    /// Frames the write queue has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.outbox.capacity()
     }
 
     /// Bytes of the frames waiting in the queue.

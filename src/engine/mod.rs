@@ -27,6 +27,7 @@ mod handle;
 mod jitter;
 mod metrics;
 mod presence;
+mod reclaim;
 pub mod runtime;
 mod timers;
 #[cfg(feature = "tls")]

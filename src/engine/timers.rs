@@ -7,6 +7,7 @@
 //! removed from the front at once, tombstoned elsewhere); the rest go to an ordered map. So a
 //! push's timeout costs no tree insert or remove and no node allocation.
 
+use super::reclaim::Shrink;
 use std::collections::{BTreeMap, VecDeque};
 use tokio::time::Instant;
 
@@ -121,6 +122,16 @@ impl Timers {
         } else {
             self.map.remove(&key)
         }
+    }
+
+    /// Gives back the lane's capacity after a burst of push timeouts (see `reclaim`).
+    pub(crate) fn reclaim(&mut self) {
+        self.lane.reclaim();
+    }
+
+    /// Entries the lane has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.lane.capacity()
     }
 
     /// Armed timers other than the socket-level ones (heartbeat, reconnect).

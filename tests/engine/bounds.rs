@@ -186,3 +186,39 @@ async fn an_upgrade_never_answered_times_out_and_the_socket_retries() {
     drop((first, second));
     socket.shutdown_async().await;
 }
+
+/// A burst grows the operation tables (pending replies, pushes, their timeouts, the write
+/// queue) to thousands of entries; once it has drained, the next heartbeat gives that room
+/// back, so a long-running socket does not keep the memory of its largest burst.
+#[tokio::test(start_paused = true)]
+async fn tables_give_back_their_burst_capacity_at_the_next_heartbeat() {
+    let world = World::new().await;
+    let mut config = world.config();
+    config.heartbeat_interval = secs(20);
+    let (socket, _events) = world.connected_with(config).await;
+    let (ch, _) = channel(&socket, "room:lobby");
+    join_ok(&ch).await;
+    let steady = socket.stats().await.table_capacity;
+    // The server stops reading: every push waits in the write queue and for its reply.
+    world.controls().set_stop_reading(true);
+    let pushes: Vec<_> = (0..4000)
+        .map(|i| push_timeout(&ch, "echo", &format!(r#"{{"i":{i}}}"#), secs(60)))
+        .collect();
+    world.controls().set_stop_reading(false);
+    for rx in pushes {
+        assert_eq!(done(rx).await.status, Status::Ok);
+    }
+    let burst = socket.stats().await.table_capacity;
+    assert!(burst >= 4 * 4000, "the burst grew every table: {burst}");
+    tokio::time::sleep(secs(21)).await; // one heartbeat
+    assert!(!world.frames_with_event("heartbeat").is_empty());
+    let after = socket.stats().await;
+    assert!(
+        after.table_capacity <= steady.max(512),
+        "room for {} entries kept after the burst (steady {steady}): {after:?}",
+        after.table_capacity
+    );
+    assert_settled(&socket, 1).await;
+    // Steady traffic still works on the shrunk tables.
+    assert_eq!(done(push(&ch, "echo", "{}")).await.status, Status::Ok);
+}

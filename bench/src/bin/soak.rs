@@ -326,7 +326,7 @@ fn main() {
     let mut next_report = start + report_every;
     let mut baseline: Option<Usage> = None;
     let mut tick = 0u64;
-    println!("   min    RSS KiB  (raw)  heap KiB   fds  threads   pushes ok / other    events  dropped  faults chans  held");
+    println!("   min    RSS KiB  (raw)  heap KiB   fds  threads   pushes ok / other    events  dropped  faults chans  held  room");
     loop {
         let now = start.elapsed();
         stalled.store(now >= stall.0 && now < stall.1, Ordering::Relaxed);
@@ -362,7 +362,7 @@ fn main() {
             }
             let u = usage();
             // What the engines hold: channels, and operations or frames still in their tables.
-            let (mut tracked, mut held) = (0, 0);
+            let (mut tracked, mut held, mut room) = (0, 0, 0);
             for sock in &sockets {
                 let st = unsafe { phx::ffi::testing::engine_stats(sock.0) };
                 tracked += st.channels;
@@ -371,9 +371,10 @@ fn main() {
                     + st.operation_timers
                     + st.outbox
                     + st.held_presence_diffs;
+                room += st.table_capacity;
             }
             println!(
-                "{:>6.1} {:>10} {:>6} {:>9} {:>5} {:>8} {:>10} / {:<8} {:>9} {:>8} {:>7} {:>5} {:>5}",
+                "{:>6.1} {:>10} {:>6} {:>9} {:>5} {:>8} {:>10} / {:<8} {:>9} {:>8} {:>7} {:>5} {:>5} {:>5}",
                 start.elapsed().as_secs_f64() / 60.0,
                 u.rss_kib,
                 u.raw_rss_kib,
@@ -387,6 +388,7 @@ fn main() {
                 FAULTS.load(Ordering::Relaxed),
                 tracked,
                 held,
+                room,
             );
             if baseline.is_none() {
                 baseline = Some(u);

@@ -25,6 +25,18 @@ impl Actor {
             return self.arm_heartbeat(); // that was the timeout check
         }
         self.send_heartbeat(now);
+        self.reclaim();
+    }
+
+    /// Once per heartbeat, never per message: tables a burst left far larger than what they
+    /// hold give the memory back (see `engine::reclaim`).
+    fn reclaim(&mut self) {
+        self.awaiting.reclaim();
+        self.pushes.reclaim();
+        self.timers.reclaim();
+        if let Some(conn) = self.conn.as_mut() {
+            conn.reclaim();
+        }
     }
 
     fn send_heartbeat(&mut self, now: Instant) {

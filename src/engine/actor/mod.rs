@@ -24,6 +24,7 @@ use super::handle::{lock, ChannelShared, SocketShared};
 use super::jitter::Jitter;
 use super::metrics::{Counters, SocketMetrics};
 use super::presence::{PresenceTracker, PRESENCE_DIFF, PRESENCE_STATE};
+use super::reclaim::Shrink;
 use super::runtime::{self, CallbackGuard};
 use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
@@ -665,6 +666,10 @@ impl Actor {
             held_presence_diffs: self.channels.values().map(|c| c.presence.held_back()).sum(),
             cached_channels: 0,
             outbox_bytes: self.conn.as_ref().map_or(0, Conn::queued_bytes),
+            table_capacity: self.awaiting.capacity()
+                + self.pushes.capacity()
+                + self.timers.capacity()
+                + self.conn.as_ref().map_or(0, Conn::capacity),
         }
     }
 }
