@@ -24,6 +24,7 @@
 #   --instr N      also count instructions and allocations per message under callgrind
 #                  (scripts/bench-instr.sh --n N) for the receive and request/response
 #                  scenarios and every client but phoenix-js (default 100000; 0: skip)
+#   --note TEXT    a paragraph for the report (for instance what else the machine was doing)
 #   --out FILE     where to write the report (default docs/benchmarks.md; the chart of the
 #                  ratios to the floor goes beside it, same name with .svg)
 #
@@ -44,7 +45,8 @@ say() { echo "bench: $*" >&2; }
 REPS=3 RECV=1000000 REQRESP=200000 WINDOW=1000 LATENCY=20000 SOCKETS=1000
 CLIENTS="floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc" INSTR=100000
 SCENARIOS="recv,reqresp,latency,memory"
-PIN=1 OUT="docs/benchmarks.md" TIMEOUT=600 QUICK=0 MAX_OTHER=25
+PIN=1 OUT="docs/benchmarks.md" TIMEOUT=600 QUICK=0 MAX_OTHER=25 USER_NOTE=""
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 num() { [[ "$2" =~ ^[0-9]+$ ]] || die "$1 needs a number, got '$2'"; echo "$2"; }
 while [ $# -gt 0 ]; do
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCENARIOS="${2:-}"; shift ;;
     --no-pin) PIN=0 ;;
     --out) OUT="${2:-}"; shift ;;
+    --note) USER_NOTE="${2:-}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -277,6 +280,7 @@ MACHINE="$WORK/machine.txt"
   if wants phoenix-js; then echo "\$ node --version"; node --version; fi
   if wants c-cb || wants c-queue || wants c-batch; then echo "\$ gcc --version | head -n 1"; gcc --version | head -n 1; fi
   [ "$INSTR" -gt 0 ] && valgrind --version
+  echo "load average (1, 5, 15 min) at the start: $LOAD_AT_START"
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "pinning: $([ "$PIN" = 1 ] && echo "server on CPU 1, clients on CPU 0 (taskset)" || echo none)"
   if command -v git >/dev/null && git rev-parse --git-dir >/dev/null 2>&1; then
@@ -284,9 +288,9 @@ MACHINE="$WORK/machine.txt"
   fi
 } > "$MACHINE"
 
-NOTE=""
+NOTE="$USER_NOTE"
 if [ "$QUICK" = 1 ]; then
-  NOTE="**Quick run** (\`--quick\`): counts divided by 10 (sockets by 5) and a single repetition; a smoke test, not a measurement."
+  NOTE="${NOTE:+$NOTE }**Quick run** (\`--quick\`): counts divided by 10 (sockets by 5) and a single repetition; a smoke test, not a measurement."
 fi
 mkdir -p "$(dirname "$OUT")"
 "$BIN/phx-bench-report" --results "$RESULTS" --machine "$MACHINE" --command "$COMMAND" \

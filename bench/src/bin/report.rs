@@ -107,7 +107,10 @@ struct Instr {
 impl Instr {
     fn parse(line: &str) -> Option<(String, String, Instr)> {
         let rest = line.trim().strip_prefix("INSTR ")?;
-        let f: HashMap<&str, &str> = rest.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+        let f: HashMap<&str, &str> = rest
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
         let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
         Some((
             f.get("scenario")?.to_string(),
@@ -325,10 +328,17 @@ const METHOD: &str = "\
   - *libphx Rust engine*: `phx::engine` as an application uses it (`Socket::new_shared`, a
     `ChannelHandler` counting messages, `OnReply` closures; each completion pushes the next request).
   - *libphx C ABI*: `bench/c/phx_bench.c` against `include/phx.h` and `libphx.so`; *callbacks*
-    (channel handler and `phx_reply_cb`, next push issued inside the callback) and *event queue*
+    (channel handler and `phx_reply_cb`, next push issued inside the callback), *event queue*
     (`phx_socket_events_enable`; the main thread takes every event with `phx_socket_next_event`,
-    frees it and pushes with `phx_channel_push_tagged`).
+    frees it and pushes with `phx_channel_push_tagged`) and *event queue, batched take* (the
+    same, taking up to 64 events per call with `phx_socket_next_events`).
   - *phoenix.js*: the official client, npm `phoenix@1.8.16` over `ws@8.23.0` on Node.
+  - *phoenix_channels_client*: the crates.io crate, version 0.1.2 (`bench/peers/pcc`, its own
+    cargo project): a handler registered with `Channel::on` counts pushes, `send_with_timeout`
+    from 1,000 tasks makes the request/response window. It passes server pushes to a channel
+    through a bounded broadcast queue (50 entries) that drops what its listener has not taken
+    yet, so in *receive* it waits for the blast's reply (which the server writes after the last
+    push) and then until no push arrived for 200 ms, and reports what it delivered.
 - **Scenarios** (one socket, one channel `echo:bench`, unless stated):
   1. *receive*: the server blasts N pushes; the count is messages delivered to the application
      callback (or taken from the event queue).
@@ -338,6 +348,15 @@ const METHOD: &str = "\
   4. *memory*: S sockets, each connected and joined to one channel; the client's `VmRSS`
      (`/proc/self/status`) after minus before, divided by S (10 sockets are opened first so that
      runtime start-up is not counted; phoenix.js runs with `--expose-gc` and collects first).
+- **Delivered / sent**: every client reports the messages it delivered to the application (in
+  request/response: replies with status ok) beside the messages the server or the client sent.
+  A client that delivered fewer is marked and its ratios are left out of the comparison.
+- **Instructions and allocations per message** (callgrind, `scripts/bench-instr.sh`): user-space
+  instructions and `malloc`/`calloc` calls of the whole client process, from two runs of each
+  client (N and N/10) so that start-up cancels out. Valgrind runs a process's threads one at a
+  time, so these counts do not depend on the machine's load or the scheduler; they are the
+  figures to compare across runs and commits. They depend on the compiler and the libraries'
+  versions.
 - **Times** cover the measured phase only (connecting, joining and a warm-up of N/10, capped,
   are excluded). *Client CPU* is user + system time of the whole client process (all threads;
   `getrusage`, `process.cpuUsage()`), so it includes the kernel's TCP work done on the client's
@@ -400,8 +419,14 @@ fn throughput_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
     let per_msg = |r: &Runs| r.m("cpu_s") / r.m("count");
     let complete = |r: &&Runs| !r.drops();
     let floor = data.get(scenario, "floor").filter(complete).map(per_msg);
-    let js = data.get(scenario, "phoenix-js").filter(complete).map(per_msg);
-    let instr_floor = data.instr(scenario, "floor").filter(|i| !i.drops()).map(|i| i.ir);
+    let js = data
+        .get(scenario, "phoenix-js")
+        .filter(complete)
+        .map(per_msg);
+    let instr_floor = data
+        .instr(scenario, "floor")
+        .filter(|i| !i.drops())
+        .map(|i| i.ir);
     data.clients(scenario)
         .into_iter()
         .map(|(id, name, r)| {
@@ -442,7 +467,8 @@ fn throughput_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
                     (Some(_), _) if instr_drops => NOT_COMPARABLE.into(),
                     _ => "n/a".into(),
                 },
-                instr.map_or("n/a".into(), |i| fixed(i.allocs, 2)),
+                // Tiny negative differences are noise between the two runs.
+                instr.map_or("n/a".into(), |i| fixed(i.allocs.max(0.0), 2)),
                 vs_js,
                 pct(r.m("server_cpu_s") / wall),
                 r.spread("cpu_s"),
@@ -490,8 +516,10 @@ fn throughput_note(out: &mut String, data: &Data, scenario: &str) {
         let _ = writeln!(
             out,
             "**Dropped messages**: {} delivered fewer messages than were sent (see *delivered \
-             / sent*, the worst run); its per-message figures are per message *delivered* and \
-             its ratios are left out, since it did less work than the others.\n",
+             / sent*, the worst run; a ⚠ beside the instructions: it dropped in the callgrind \
+             runs). Its CPU figures are per message *delivered*, its instruction and allocation \
+             counts per message *sent*, and its ratios are left out: it did not do the work the \
+             others did, so no ratio would be fair.\n",
             dropped.join(", ")
         );
     }

@@ -99,7 +99,10 @@ fn opts() -> Result<Opts, String> {
 async fn open(url: &str) -> Result<(Client, Arc<Channel>), String> {
     let config = Config::new(url).map_err(|e| format!("url: {e:?}"))?;
     let mut client = Client::new(config).map_err(|e| format!("client: {e:?}"))?;
-    client.connect().await.map_err(|e| format!("connect: {e:?}"))?;
+    client
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
     let channel = client
         .join(TOPIC, Some(Duration::from_secs(30)))
         .await
@@ -157,7 +160,11 @@ async fn pipeline(channel: &Arc<Channel>, total: u64, window: u64) -> (u64, u64)
                 let mut done = 0u64;
                 while issued.fetch_add(1, Ordering::Relaxed) < total {
                     let body = json!({ "body": "0123456789abcdef" });
-                    if channel.send_with_timeout("echo", body, TIMEOUT).await.is_err() {
+                    if channel
+                        .send_with_timeout("echo", body, TIMEOUT)
+                        .await
+                        .is_err()
+                    {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                     done += 1;

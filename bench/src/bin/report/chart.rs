@@ -52,7 +52,10 @@ fn rows(data: &Data, scenario: &str) -> Vec<Row> {
                     hatched: cpu_drops,
                 },
                 instr: Bar {
-                    ratio: instr.filter(|_| !instr_drops).zip(floor_ir).map(|(i, f)| i.ir / f),
+                    ratio: instr
+                        .filter(|_| !instr_drops)
+                        .zip(floor_ir)
+                        .map(|(i, f)| i.ir / f),
                     hatched: instr_drops,
                 },
             })
@@ -61,7 +64,9 @@ fn rows(data: &Data, scenario: &str) -> Vec<Row> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The chart as an SVG document.
@@ -108,7 +113,11 @@ pub fn svg(data: &Data) -> String {
                             (x(r) - LABEL).max(1.0),
                             x(r) + 4.0,
                             y + BAR - 2.0,
-                            if r >= 10.0 { format!("{r:.0}×") } else { format!("{r:.2}×") }
+                            if r >= 10.0 {
+                                format!("{r:.0}×")
+                            } else {
+                                format!("{r:.2}×")
+                            }
                         );
                     }
                     (_, true) => {
