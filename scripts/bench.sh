@@ -37,7 +37,13 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-COMMAND="scripts/bench.sh${*:+ $*}"
+COMMAND="scripts/bench.sh" # as run, quoted where needed, for the report
+for a in "$@"; do
+  case "$a" in
+    *[!A-Za-z0-9_./,:=-]*) COMMAND+=" '${a//\'/\'\\\'\'}'" ;;
+    *) COMMAND+=" $a" ;;
+  esac
+done
 
 die() { echo "bench: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
