@@ -348,6 +348,7 @@ const METHOD: &str = "\
   4. *memory*: S sockets, each connected and joined to one channel; the client's `VmRSS`
      (`/proc/self/status`) after minus before, divided by S (10 sockets are opened first so that
      runtime start-up is not counted; phoenix.js runs with `--expose-gc` and collects first).
+     The C client and phoenix_channels_client have no memory scenario.
 - **Delivered / sent**: every client reports the messages it delivered to the application (in
   request/response: replies with status ok) beside the messages the server or the client sent.
   A client that delivered fewer is marked and its ratios are left out of the comparison.
