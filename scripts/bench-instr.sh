@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Deterministic per-message costs of the Rust clients of the benchmark: user-space instructions
-# and allocations (malloc calls) per message under callgrind, beside the wall-clock figures of
-# scripts/bench.sh, so that a regression shows whatever the machine's noise. Not part of the
-# test suite.
+# Deterministic per-message costs of the benchmark's clients: user-space instructions and
+# allocations (malloc calls) per message under callgrind, beside the wall-clock figures of
+# scripts/bench.sh (which runs this script and puts the counts in its report), so that a
+# regression shows whatever the machine's noise. Not part of the test suite.
 #
-#   scripts/bench-instr.sh [--n N] [--clients LIST] [--scenarios LIST] [--codec]
+#   scripts/bench-instr.sh [--n N] [--clients LIST] [--scenarios LIST] [--codec] [--records FILE]
 #
 #   --n N          messages in the measured run (default 100000); every client also runs with
 #                  N/10, and the figures are the difference between the two runs divided by the
 #                  difference in messages (warm-ups included), so start-up, connecting and
 #                  joining cancel out
-#   --clients L    comma-separated subset of: floor,engine (default both)
+#   --clients L    comma-separated subset of: floor,engine,c-cb,c-queue,c-batch,pcc (default
+#                  floor,engine); the C clients (bench/c/phx_bench.c) count libphx.so too, pcc is
+#                  phoenix_channels_client (bench/peers/pcc, built here when asked for)
 #   --scenarios L  comma-separated subset of: recv,reqresp (default both; W = 1000)
 #   --codec        also the codec alone (phx-bench-codec: decode of a push and of a reply,
 #                  encode of a push, validation of a payload)
+#   --records FILE also append one line per figure to FILE, for phx-bench-report:
+#                  INSTR client=C scenario=S n=N ir_per_msg=I allocs_per_msg=A delivered=D sent=M
+#                  (D and M: messages delivered and sent over both runs, from the clients'
+#                  RESULT lines; the figures are per message sent)
 #
 # Needs valgrind. Prints a Markdown table. Under callgrind threads run one at a time, so the
 # counts do not depend on scheduling; they do depend on the compiler and the libraries' versions.
@@ -22,13 +28,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 die() { echo "bench-instr: $*" >&2; exit 1; }
 
-N=100000 CLIENTS="floor,engine" SCENARIOS="recv,reqresp" CODEC=0
+N=100000 CLIENTS="floor,engine" SCENARIOS="recv,reqresp" CODEC=0 RECORDS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --n) N="${2:-}"; shift ;;
     --clients) CLIENTS="${2:-}"; shift ;;
     --scenarios) SCENARIOS="${2:-}"; shift ;;
     --codec) CODEC=1 ;;
+    --records) RECORDS="${2:-}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -37,11 +44,36 @@ done
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1000 ] && [ "$N" -le 2000000 ] || die "--n must be 1000..2000000"
 command -v valgrind >/dev/null || die "valgrind is not installed (apt-get install valgrind)"
 command -v python3 >/dev/null || die "python3 is not installed"
+for c in ${CLIENTS//,/ }; do
+  case "$c" in floor|engine|c-cb|c-queue|c-batch|pcc) ;; *) die "unknown client $c" ;; esac
+done
+for s in ${SCENARIOS//,/ }; do
+  case "$s" in recv|reqresp) ;; *) die "unknown scenario $s" ;; esac
+done
+wants() { [[ ",$CLIENTS," == *",$1,"* ]]; }
 
-cargo build --release -p phx-bench >&2
+cargo build --release -p phx -p phx-bench >&2
 BIN="$ROOT/target/release"
 WORK="$ROOT/target/phx-bench-instr"
 mkdir -p "$WORK"
+if wants c-cb || wants c-queue || wants c-batch; then
+  command -v gcc >/dev/null || die "gcc is not installed (needed for the C client)"
+  cp "$BIN/libphx.so" "$WORK/libphx.so.0"
+  ln -sf libphx.so.0 "$WORK/libphx.so"
+  gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/phx_bench_c" bench/c/phx_bench.c \
+    -Iinclude -L"$WORK" -lphx -lpthread -Wl,-rpath,"$WORK"
+fi
+PCC="$ROOT/bench/peers/pcc/target/release/phx-bench-pcc"
+if wants pcc; then
+  cargo build --release --manifest-path bench/peers/pcc/Cargo.toml >&2
+fi
+client_cmd() { # client scenario n: sets CMD
+  case "$1" in
+    floor|engine) CMD=("$BIN/phx-bench-client" --client "$1" --scenario "$2" --url "$URL" --n "$3" --window 1000) ;;
+    c-*) CMD=("$WORK/phx_bench_c" "$URL" "${1#c-}" "$2" "$3" 1000) ;;
+    pcc) CMD=("$PCC" --url "$URL" --scenario "$2" --n "$3" --window 1000) ;;
+  esac
+}
 
 # Instructions and malloc calls of a callgrind profile.
 totals() {
@@ -84,16 +116,25 @@ small=$((N / 10))
 for s in ${SCENARIOS//,/ }; do
   for c in ${CLIENTS//,/ }; do
     for n in "$small" "$N"; do
+      client_cmd "$c" "$s" "$n"
       valgrind --tool=callgrind --callgrind-out-file="$WORK/$c.$s.$n.cg" \
-        "$BIN/phx-bench-client" --client "$c" --scenario "$s" --url "$URL" --n "$n" \
-        --window 1000 > "$WORK/$c.$s.$n.out" 2> "$WORK/$c.$s.$n.err" \
+        "${CMD[@]}" > "$WORK/$c.$s.$n.out" 2> "$WORK/$c.$s.$n.err" \
         || die "$c $s failed (see $WORK/$c.$s.$n.err)"
     done
     read -r ir0 m0 < <(totals "$WORK/$c.$s.$small.cg")
     read -r ir1 m1 < <(totals "$WORK/$c.$s.$N.cg")
     msgs=$(( N + $(warmup "$s" "$N") - small - $(warmup "$s" "$small") ))
+    # Delivered: the measured phases' counts (successful replies in request/response).
+    delivered=$(cat "$WORK/$c.$s.$small.out" "$WORK/$c.$s.$N.out" | awk '/^RESULT /{
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } d += f["count"] - f["errors"]; delete f }
+      END { print d + 0 }')
     awk -v w="$c $s" -v i=$((ir1 - ir0)) -v m=$((m1 - m0)) -v n="$msgs" \
       'BEGIN { printf "| %s | %.0f | %.2f |\n", w, i / n, m / n }'
+    if [ -n "$RECORDS" ]; then
+      awk -v c="$c" -v s="$s" -v N="$N" -v i=$((ir1 - ir0)) -v m=$((m1 - m0)) -v n="$msgs" \
+        -v d="$delivered" -v sent=$((N + small)) \
+        'BEGIN { printf "INSTR client=%s scenario=%s n=%d ir_per_msg=%.0f allocs_per_msg=%.3f delivered=%d sent=%d\n", c, s, N, i / n, m / n, d, sent }' >> "$RECORDS"
+    fi
   done
 done
 if [ "$CODEC" = 1 ]; then

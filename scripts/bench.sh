@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks of libphx against a raw WebSocket floor and the official phoenix.js client, on
-# loopback, measured as ratios within one run. Not part of the test suite.
+# Benchmarks of libphx against a raw WebSocket floor, the official phoenix.js client and the
+# phoenix_channels_client crate, on loopback, measured as ratios within one run. Not part of the
+# test suite.
 #
 #   scripts/bench.sh [--quick] [--reps N] [--recv N] [--reqresp N] [--window N] [--latency N]
 #                    [--sockets N] [--clients LIST] [--scenarios LIST] [--no-pin] [--timeout S]
-#                    [--out FILE]
+#                    [--instr N] [--out FILE]
 #
 #   --quick        counts divided by 10 (sockets by 5) and one repetition: a smoke run
 #   --reps N       repetitions of every (scenario, client); the report shows medians (default 3)
@@ -13,13 +14,19 @@
 #   --window N     pushes in flight in the request/response scenario (default 1000)
 #   --latency N    round trips in the latency scenario (default 20000)
 #   --sockets N    sockets in the memory scenario (default 1000)
-#   --clients L    comma-separated subset of: floor,engine,c-cb,c-queue,phoenix-js
+#   --clients L    comma-separated subset of: floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc
+#                  (pcc: phoenix_channels_client 0.1.2 from crates.io, bench/peers/pcc)
 #   --scenarios L  comma-separated subset of: recv,reqresp,latency,memory
 #   --no-pin       do not pin the server to CPU 1 and the clients to CPU 0
 #   --timeout S    limit for each client run, in seconds (default 600)
 #   --max-other P  a run during which other processes used more than P % of one CPU is
 #                  repeated, after waiting for the machine to be quiet (default 25; 0: never)
-#   --out FILE     where to write the report (default docs/benchmarks.md)
+#   --instr N      also count instructions and allocations per message under callgrind
+#                  (scripts/bench-instr.sh --n N) for the receive and request/response
+#                  scenarios and every client but phoenix-js (default 100000; 0: skip)
+#   --note TEXT    a paragraph for the report (for instance what else the machine was doing)
+#   --out FILE     where to write the report (default docs/benchmarks.md; the chart of the
+#                  ratios to the floor goes beside it, same name with .svg)
 #
 # Builds in release (cargo build --release -p phx -p phx-bench), compiles bench/c/phx_bench.c
 # against include/phx.h and libphx.so, installs bench/js's pinned npm packages if needed (npm ci),
@@ -30,15 +37,22 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-COMMAND="scripts/bench.sh${*:+ $*}"
+COMMAND="scripts/bench.sh" # as run, quoted where needed, for the report
+for a in "$@"; do
+  case "$a" in
+    *[!A-Za-z0-9_./,:=-]*) COMMAND+=" '${a//\'/\'\\\'\'}'" ;;
+    *) COMMAND+=" $a" ;;
+  esac
+done
 
 die() { echo "bench: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
 
 REPS=3 RECV=1000000 REQRESP=200000 WINDOW=1000 LATENCY=20000 SOCKETS=1000
-CLIENTS="floor,engine,c-cb,c-queue,phoenix-js"
+CLIENTS="floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc" INSTR=100000
 SCENARIOS="recv,reqresp,latency,memory"
-PIN=1 OUT="docs/benchmarks.md" TIMEOUT=600 QUICK=0 MAX_OTHER=25
+PIN=1 OUT="docs/benchmarks.md" TIMEOUT=600 QUICK=0 MAX_OTHER=25 USER_NOTE=""
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 num() { [[ "$2" =~ ^[0-9]+$ ]] || die "$1 needs a number, got '$2'"; echo "$2"; }
 while [ $# -gt 0 ]; do
@@ -52,10 +66,12 @@ while [ $# -gt 0 ]; do
     --sockets) SOCKETS=$(num "$1" "${2:-}"); shift ;;
     --timeout) TIMEOUT=$(num "$1" "${2:-}"); shift ;;
     --max-other) MAX_OTHER=$(num "$1" "${2:-}"); shift ;;
+    --instr) INSTR=$(num "$1" "${2:-}"); shift ;;
     --clients) CLIENTS="${2:-}"; shift ;;
     --scenarios) SCENARIOS="${2:-}"; shift ;;
     --no-pin) PIN=0 ;;
     --out) OUT="${2:-}"; shift ;;
+    --note) USER_NOTE="${2:-}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -63,7 +79,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
   RECV=$((RECV / 10)) REQRESP=$((REQRESP / 10)) LATENCY=$((LATENCY / 10)) SOCKETS=$((SOCKETS / 5))
-  REPS=1
+  REPS=1 INSTR=$((INSTR / 10))
 fi
 # Bounds: nothing here may run away with the machine.
 [ "$REPS" -ge 1 ] && [ "$REPS" -le 9 ] || die "--reps must be 1..9"
@@ -72,8 +88,9 @@ fi
 [ "$WINDOW" -ge 1 ] && [ "$WINDOW" -le 100000 ] || die "--window must be 1..100000"
 [ "$LATENCY" -ge 1 ] && [ "$LATENCY" -le 1000000 ] || die "--latency must be 1..1000000"
 [ "$SOCKETS" -ge 1 ] && [ "$SOCKETS" -le 5000 ] || die "--sockets must be 1..5000"
+[ "$INSTR" = 0 ] || { [ "$INSTR" -ge 1000 ] && [ "$INSTR" -le 2000000 ]; } || die "--instr must be 0 or 1000..2000000"
 for c in ${CLIENTS//,/ }; do
-  case "$c" in floor|engine|c-cb|c-queue|phoenix-js) ;; *) die "unknown client $c" ;; esac
+  case "$c" in floor|engine|c-cb|c-queue|c-batch|phoenix-js|pcc) ;; *) die "unknown client $c" ;; esac
 done
 for s in ${SCENARIOS//,/ }; do
   case "$s" in recv|reqresp|latency|memory) ;; *) die "unknown scenario $s" ;; esac
@@ -99,13 +116,18 @@ cargo build --release -p phx -p phx-bench
 BIN="$ROOT/target/release"
 WORK="$ROOT/target/phx-bench"
 mkdir -p "$WORK"
-if wants c-cb || wants c-queue; then
+if wants c-cb || wants c-queue || wants c-batch; then
   command -v gcc >/dev/null || die "gcc is not installed (needed for the C client)"
   # A private copy of the library (under its SONAME), so a rebuild during the run cannot swap it.
   cp "$BIN/libphx.so" "$WORK/libphx.so.0"
   ln -sf libphx.so.0 "$WORK/libphx.so"
   gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/phx_bench_c" bench/c/phx_bench.c \
     -Iinclude -L"$WORK" -lphx -lpthread -Wl,-rpath,"$WORK"
+fi
+PCC="$ROOT/bench/peers/pcc/target/release/phx-bench-pcc"
+if wants pcc; then
+  say "building the phoenix_channels_client peer (bench/peers/pcc)"
+  cargo build --release --manifest-path bench/peers/pcc/Cargo.toml
 fi
 if wants phoenix-js; then
   command -v node >/dev/null || die "node is not installed (needed for the phoenix.js client)"
@@ -161,15 +183,17 @@ client_cmd() { # client scenario: sets CMD
     floor|engine)
       CMD=("$BIN/phx-bench-client" --client "$c" --scenario "$s" --url "$URL" \
         --n "$n" --window "$WINDOW" --sockets "$SOCKETS") ;;
-    c-cb|c-queue)
+    c-cb|c-queue|c-batch)
       CMD=("$WORK/phx_bench_c" "$URL" "${c#c-}" "$s" "$n" "$WINDOW") ;;
+    pcc)
+      CMD=("$PCC" --url "$URL" --scenario "$s" --n "$n" --window "$WINDOW") ;;
     phoenix-js)
       CMD=(node --expose-gc bench/js/bench.mjs --url "$URL" --scenario "$s" \
         --n "$n" --window "$WINDOW" --sockets "$SOCKETS") ;;
   esac
 }
 
-supports() { # client scenario: the C client has no memory scenario
+supports() { # client scenario: the C client and pcc have no memory scenario
   [[ "$2" != memory || "$1" == floor || "$1" == engine || "$1" == phoenix-js ]]
 }
 
@@ -218,7 +242,7 @@ run_once() { # client scenario rep: sets LINE and OTHER_PCT
     -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" \
     'BEGIN { o = b / hz - c - sv; if (o < 0) o = 0
              printf "process_wall_s=%.3f,other_cpu_s=%.3f,steal_s=%.3f %d\n", w, o, st / hz, (w > 0 ? 100 * o / w : 0) }')
-  LINE="$LINE rep=$rep ${extra//,/ }"
+  LINE="$LINE sent=$(count_for "$s") rep=$rep ${extra//,/ }"
 }
 
 wait_quiet
@@ -241,6 +265,16 @@ for rep in $(seq 1 "$REPS"); do
 done
 say "all runs done in $(( $(date +%s) - started )) s"
 
+# ---- deterministic counts (callgrind) ---------------------------------------------------------
+# Load-independent: under callgrind the client's threads run one at a time.
+INSTR_CLIENTS=$(tr ',' '\n' <<<"$CLIENTS" | grep -v '^phoenix-js$' | paste -sd, -)
+INSTR_SCENARIOS=$(tr ',' '\n' <<<"$SCENARIOS" | grep -E '^(recv|reqresp)$' | paste -sd, -)
+if [ "$INSTR" -gt 0 ] && [ -n "$INSTR_CLIENTS" ] && [ -n "$INSTR_SCENARIOS" ]; then
+  say "counting instructions under callgrind (N = $INSTR)"
+  scripts/bench-instr.sh --n "$INSTR" --clients "$INSTR_CLIENTS" --scenarios "$INSTR_SCENARIOS" \
+    --records "$RESULTS" >&2
+fi
+
 # ---- report -------------------------------------------------------------------------------------
 MACHINE="$WORK/machine.txt"
 {
@@ -250,19 +284,23 @@ MACHINE="$WORK/machine.txt"
   echo "\$ free -m | head -n 2"; free -m | head -n 2
   echo "\$ rustc --version"; rustc --version
   if wants phoenix-js; then echo "\$ node --version"; node --version; fi
-  if wants c-cb || wants c-queue; then echo "\$ gcc --version | head -n 1"; gcc --version | head -n 1; fi
+  if wants c-cb || wants c-queue || wants c-batch; then echo "\$ gcc --version | head -n 1"; gcc --version | head -n 1; fi
+  [ "$INSTR" -gt 0 ] && valgrind --version
+  echo "load average (1, 5, 15 min) at the start: $LOAD_AT_START"
+  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "pinning: $([ "$PIN" = 1 ] && echo "server on CPU 1, clients on CPU 0 (taskset)" || echo none)"
   if command -v git >/dev/null && git rev-parse --git-dir >/dev/null 2>&1; then
     echo "source: commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ", with uncommitted changes to src/ or Cargo.toml")"
   fi
 } > "$MACHINE"
 
-NOTE=""
+NOTE="$USER_NOTE"
 if [ "$QUICK" = 1 ]; then
-  NOTE="**Quick run** (\`--quick\`): counts divided by 10 (sockets by 5) and a single repetition; a smoke test, not a measurement."
+  NOTE="${NOTE:+$NOTE }**Quick run** (\`--quick\`): counts divided by 10 (sockets by 5) and a single repetition; a smoke test, not a measurement."
 fi
 mkdir -p "$(dirname "$OUT")"
 "$BIN/phx-bench-report" --results "$RESULTS" --machine "$MACHINE" --command "$COMMAND" \
-  --date "$(date -u '+%Y-%m-%d %H:%M UTC')" ${NOTE:+--note "$NOTE"} > "$OUT.tmp"
+  --date "$(date -u '+%Y-%m-%d %H:%M UTC')" ${NOTE:+--note "$NOTE"} \
+  --svg "${OUT%.md}.svg" > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
-say "wrote $OUT (raw results: $RESULTS)"
+say "wrote $OUT and ${OUT%.md}.svg (raw results: $RESULTS)"

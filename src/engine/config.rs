@@ -1,6 +1,7 @@
 //! Socket configuration: the seed's defaults, every one of them adjustable.
 
 use super::auth::Provider;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,8 +22,9 @@ pub enum TlsRoots {
 }
 
 /// Everything a socket can be configured with. `Config::new(url)` gives the defaults of the
-/// client contract.
-#[derive(Debug, Clone)]
+/// client contract. Its `Debug` form hides every secret (query and param values, the auth
+/// token, header values, the client key), so a configuration can be logged.
+#[derive(Clone)]
 pub struct Config {
     /// `ws://` or `wss://` URL of the socket endpoint, e.g. `ws://host:4000/socket/websocket`.
     pub url: String,
@@ -123,6 +125,82 @@ pub struct Config {
     pub max_event_queue_bytes: usize,
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Exhaustive, so a new field cannot reach `Debug` without a decision about secrecy.
+        let Config {
+            url,
+            params,
+            heartbeat_interval,
+            reconnect_schedule,
+            rejoin_schedule,
+            default_timeout,
+            leave_timeout,
+            connect_timeout,
+            max_frame_size,
+            read_buffer_size,
+            extra_root_certs_pem,
+            tls_roots,
+            ca_file,
+            client_cert_pem,
+            client_key_pem,
+            tls_insecure_skip_verify,
+            reconnect_jitter,
+            rejoin_jitter,
+            jitter_seed,
+            stop_on_close_codes,
+            heartbeat_timeout,
+            log_level,
+            auth_token,
+            headers,
+            max_refusals,
+            connect_provider,
+            provider_timeout,
+            max_write_queue_bytes,
+            max_buffered_pushes,
+            max_channels,
+            max_event_queue_bytes,
+        } = self;
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(k, _)| format!("{k}=***")).collect()
+        };
+        let hidden = |secret: bool| if secret { "***" } else { "none" };
+        f.debug_struct("Config")
+            .field("url", &super::url::redact_query(url))
+            .field("params", &names(params))
+            .field("heartbeat_interval", heartbeat_interval)
+            .field("reconnect_schedule", reconnect_schedule)
+            .field("rejoin_schedule", rejoin_schedule)
+            .field("default_timeout", default_timeout)
+            .field("leave_timeout", leave_timeout)
+            .field("connect_timeout", connect_timeout)
+            .field("max_frame_size", max_frame_size)
+            .field("read_buffer_size", read_buffer_size)
+            .field("extra_root_certs_pem", &extra_root_certs_pem.len())
+            .field("tls_roots", tls_roots)
+            .field("ca_file", ca_file)
+            .field("client_cert_pem", &client_cert_pem.len())
+            .field("client_key_pem", &hidden(!client_key_pem.is_empty()))
+            .field("tls_insecure_skip_verify", tls_insecure_skip_verify)
+            .field("reconnect_jitter", reconnect_jitter)
+            .field("rejoin_jitter", rejoin_jitter)
+            .field("jitter_seed", jitter_seed)
+            .field("stop_on_close_codes", stop_on_close_codes)
+            .field("heartbeat_timeout", heartbeat_timeout)
+            .field("log_level", log_level)
+            .field("auth_token", &hidden(auth_token.is_some()))
+            .field("headers", &names(headers))
+            .field("max_refusals", max_refusals)
+            .field("connect_provider", connect_provider)
+            .field("provider_timeout", provider_timeout)
+            .field("max_write_queue_bytes", max_write_queue_bytes)
+            .field("max_buffered_pushes", max_buffered_pushes)
+            .field("max_channels", max_channels)
+            .field("max_event_queue_bytes", max_event_queue_bytes)
+            .finish()
+    }
+}
+
 /// Parses one schedule entry list; shared by the FFI and tests.
 pub fn millis(list: &[u64]) -> Vec<Duration> {
     list.iter().copied().map(Duration::from_millis).collect()
@@ -175,6 +253,40 @@ impl Config {
         match schedule {
             [] => Duration::from_secs(1),
             s => s[(n as usize).min(s.len() - 1)],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_settings_and_hides_every_secret() {
+        let mut c = Config::new("wss://h/socket/websocket?api_key=url-secret&vsn=2.0.0");
+        c.params = vec![("token".into(), "param-secret".into())];
+        c.auth_token = Some("token-secret".into());
+        c.headers = vec![("Authorization".into(), "Bearer header-secret".into())];
+        c.client_key_pem = b"-----BEGIN PRIVATE KEY-----key-secret".to_vec();
+        c.max_refusals = 7;
+        let shown = format!("{c:?}");
+        for secret in [
+            "url-secret",
+            "param-secret",
+            "token-secret",
+            "header-secret",
+            "key-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for setting in [
+            "api_key=***",
+            "vsn=2.0.0",
+            "token=***",
+            "Authorization=***",
+            "max_refusals: 7",
+        ] {
+            assert!(shown.contains(setting), "{setting} missing from {shown}");
         }
     }
 }

@@ -57,27 +57,33 @@ impl Endpoint {
     /// The URL for logs: every query value but `vsn`'s replaced by `***` (params carry
     /// tokens).
     pub fn redacted(&self) -> String {
-        let Some((base, query)) = self.url.split_once('?') else {
-            return self.url.clone();
-        };
-        let mut out = String::with_capacity(self.url.len());
-        out.push_str(base);
-        for (i, pair) in query.split('&').enumerate() {
-            out.push(if i == 0 { '?' } else { '&' });
-            match pair.split_once('=') {
-                Some(("vsn", v)) => {
-                    out.push_str("vsn=");
-                    out.push_str(v);
-                }
-                Some((k, _)) => {
-                    out.push_str(k);
-                    out.push_str("=***");
-                }
-                None => out.push_str(pair),
-            }
-        }
-        out
+        redact_query(&self.url)
     }
+}
+
+/// `url` with every query value but `vsn`'s replaced by `***`: what logs and `Debug` show of a
+/// URL, whose params may carry tokens.
+pub(crate) fn redact_query(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match pair.split_once('=') {
+            Some(("vsn", v)) => {
+                out.push_str("vsn=");
+                out.push_str(v);
+            }
+            Some((k, _)) => {
+                out.push_str(k);
+                out.push_str("=***");
+            }
+            None => out.push_str(pair),
+        }
+    }
+    out
 }
 
 fn percent_encode(out: &mut String, s: &str) {

@@ -10,12 +10,13 @@
 
 #![allow(non_camel_case_types)]
 
+use super::status::phx_status_t;
 use super::sync::{Arc, AtomicU8};
 use super::types::{
     channel_state, log_level, phx_message_t, phx_reason_t, phx_reply_t, socket_state, with_c_text,
     with_message, with_reply,
 };
-use super::util::{contain, UserData};
+use super::util::{contain, FfiResult, UserData};
 use crate::engine::runtime;
 use crate::engine::{
     ChannelState, DisconnectReason, LogLevel, Message, OnReply, ReplyRef, SocketState, Status,
@@ -188,21 +189,25 @@ impl From<phx_channel_handler_t> for phx_channel_handler_ex_t {
     }
 }
 
-/// Reads a caller's sized struct (first member `size_t size`): the members within `size`,
-/// the rest zeroed (NULL callbacks). `None` for a `size` too small to hold `size` itself.
+/// Reads a caller's optional sized struct (first member `size_t size`): `None` for NULL, else
+/// the members within `size` with the rest zeroed (NULL callbacks).
+/// `PHX_ERR_INVALID_ARGUMENT` for a `size` too small to hold `size` itself.
 ///
 /// # Safety
-/// `p` is non-NULL and points to at least `size` readable bytes; `T` is a `repr(C)` struct of
-/// a `usize` then nullable function pointers (all-zero is a valid value).
-pub(crate) unsafe fn read_sized<T: Copy>(p: *const T) -> Option<T> {
+/// `p` is NULL or points to at least `size` readable bytes; `T` is a `repr(C)` struct of a
+/// `usize` then nullable function pointers (all-zero is a valid value).
+pub(crate) unsafe fn read_sized<T: Copy>(p: *const T) -> FfiResult<Option<T>> {
+    if p.is_null() {
+        return Ok(None);
+    }
     let size = std::ptr::read_unaligned(p.cast::<usize>());
     if size < std::mem::size_of::<usize>() {
-        return None;
+        return Err(phx_status_t::PHX_ERR_INVALID_ARGUMENT);
     }
     let mut out = std::mem::MaybeUninit::<T>::zeroed();
     let n = size.min(std::mem::size_of::<T>());
     std::ptr::copy_nonoverlapping(p.cast::<u8>(), out.as_mut_ptr().cast::<u8>(), n);
-    Some(out.assume_init())
+    Ok(Some(out.assume_init()))
 }
 
 /// The caller's callbacks of one kind plus `user_data`; dropping the last reference calls

@@ -196,13 +196,7 @@ pub unsafe extern "C" fn phx_socket_set_handler_ex(
     user_data: *mut c_void,
     free_user_data: phx_free_fn,
 ) -> phx_status_t {
-    guard(|| {
-        let h = match h.is_null() {
-            true => None,
-            false => Some(read_sized(h).ok_or(phx_status_t::PHX_ERR_INVALID_ARGUMENT)?),
-        };
-        install(s, h, user_data, free_user_data)
-    })
+    guard(|| install(s, read_sized(h)?, user_data, free_user_data))
 }
 
 unsafe fn install(

@@ -1,8 +1,10 @@
-//! `phx-bench-report`: turns the `RESULT` lines collected by `scripts/bench.sh` into
-//! `docs/benchmarks.md` (medians of the repetitions, ratios to the floor and to phoenix.js).
+//! `phx-bench-report`: turns the `RESULT` and `INSTR` lines collected by `scripts/bench.sh`
+//! into `docs/benchmarks.md` (medians of the repetitions, messages delivered against sent,
+//! callgrind counts, ratios to the floor and to phoenix.js) and a chart of the ratios (SVG).
 //!
 //! ```text
-//! phx-bench-report --results FILE --machine FILE --command "scripts/bench.sh ..." [--date D] [--note TEXT]
+//! phx-bench-report --results FILE --machine FILE --command "scripts/bench.sh ..." [--date D]
+//!                  [--note TEXT] [--svg FILE]
 //! ```
 
 use phx_bench::{parse_record, Args};
@@ -15,10 +17,12 @@ const CLIENTS: &[(&str, &str)] = &[
     ("engine", "libphx Rust engine"),
     ("c-cb", "libphx C ABI, callbacks"),
     ("c-queue", "libphx C ABI, event queue"),
+    ("c-batch", "libphx C ABI, event queue, batched take"),
     ("phoenix-js", "phoenix.js 1.8.16 (Node)"),
+    ("pcc", "phoenix_channels_client 0.1.2 (Rust)"),
 ];
 
-const LIBPHX: &[&str] = &["engine", "c-cb", "c-queue"];
+const LIBPHX: &[&str] = &["engine", "c-cb", "c-queue", "c-batch"];
 
 /// The repetitions of one (scenario, client).
 struct Runs(Vec<HashMap<String, String>>);
@@ -61,16 +65,84 @@ impl Runs {
     fn reps(&self) -> usize {
         self.0.len()
     }
+
+    /// The fewest messages delivered in any run (successful replies in request/response) and
+    /// the messages sent, when the runs say how many were sent.
+    fn delivery(&self) -> Option<(f64, f64)> {
+        let mut worst: Option<(f64, f64)> = None;
+        for r in &self.0 {
+            let get = |k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
+            let sent = get("sent")?;
+            let delivered = get("count")? - get("errors").unwrap_or(0.0);
+            if worst.is_none_or(|(d, _)| delivered < d) {
+                worst = Some((delivered, sent));
+            }
+        }
+        worst
+    }
+
+    /// Whether some run delivered fewer messages than were sent.
+    fn drops(&self) -> bool {
+        self.delivery().is_some_and(|(d, s)| d < s)
+    }
+}
+
+/// `delivered / sent (percentage)`, or n/a.
+fn delivery_cell(delivery: Option<(f64, f64)>) -> String {
+    match delivery {
+        Some((d, s)) if d < s => format!("**{} / {} ({:.1} %)**", int(d), int(s), d / s * 100.0),
+        Some((d, s)) => format!("{} / {}", int(d), int(s)),
+        None => "n/a".into(),
+    }
+}
+
+/// Callgrind counts of one (scenario, client), from an `INSTR` line.
+struct Instr {
+    ir: f64,
+    allocs: f64,
+    delivered: f64,
+    sent: f64,
+}
+
+impl Instr {
+    fn parse(line: &str) -> Option<(String, String, Instr)> {
+        let rest = line.trim().strip_prefix("INSTR ")?;
+        let f: HashMap<&str, &str> = rest
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
+        Some((
+            f.get("scenario")?.to_string(),
+            f.get("client")?.to_string(),
+            Instr {
+                ir: num("ir_per_msg")?,
+                allocs: num("allocs_per_msg").unwrap_or(f64::NAN),
+                delivered: num("delivered").unwrap_or(f64::NAN),
+                sent: num("sent").unwrap_or(f64::NAN),
+            },
+        ))
+    }
+
+    fn drops(&self) -> bool {
+        self.delivered < self.sent
+    }
 }
 
 struct Data {
     runs: HashMap<(String, String), Runs>,
+    instr: HashMap<(String, String), Instr>,
+    instr_n: Option<String>,
     raw: Vec<String>,
 }
 
 impl Data {
     fn get(&self, scenario: &str, client: &str) -> Option<&Runs> {
         self.runs.get(&(scenario.to_string(), client.to_string()))
+    }
+
+    fn instr(&self, scenario: &str, client: &str) -> Option<&Instr> {
+        self.instr.get(&(scenario.to_string(), client.to_string()))
     }
 
     fn clients(&self, scenario: &str) -> Vec<(&'static str, &'static str, &Runs)> {
@@ -100,8 +172,18 @@ fn run() -> Result<(), String> {
     let mut runs: HashMap<(String, String), Runs> = HashMap::new();
     let raw: Vec<String> = results
         .lines()
-        .filter(|l| l.starts_with("RESULT "))
+        .filter(|l| l.starts_with("RESULT ") || l.starts_with("INSTR "))
         .map(|l| l.trim_start_matches("RESULT ").to_string())
+        .collect();
+    let instr_n = results
+        .lines()
+        .filter(|l| l.starts_with("INSTR "))
+        .find_map(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("n=")))
+        .map(str::to_string);
+    let instr = results
+        .lines()
+        .filter_map(Instr::parse)
+        .map(|(s, c, i)| ((s, c), i))
         .collect();
     for rec in results.lines().filter_map(parse_record) {
         let key = (
@@ -113,15 +195,23 @@ fn run() -> Result<(), String> {
             .0
             .push(rec);
     }
-    let data = Data { runs, raw };
+    let data = Data {
+        runs,
+        instr,
+        instr_n,
+        raw,
+    };
     let mut out = String::new();
     header(&mut out, &args, &machine, &data);
     receive(&mut out, &data);
     reqresp(&mut out, &data);
     latency(&mut out, &data);
     memory(&mut out, &data);
-    reading(&mut out);
+    reading(&mut out, args.str("svg"));
     appendix(&mut out, &data);
+    if let Some(path) = args.str("svg") {
+        std::fs::write(path, chart::svg(&data)).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
     print!("{out}");
     Ok(())
 }
@@ -238,10 +328,17 @@ const METHOD: &str = "\
   - *libphx Rust engine*: `phx::engine` as an application uses it (`Socket::new_shared`, a
     `ChannelHandler` counting messages, `OnReply` closures; each completion pushes the next request).
   - *libphx C ABI*: `bench/c/phx_bench.c` against `include/phx.h` and `libphx.so`; *callbacks*
-    (channel handler and `phx_reply_cb`, next push issued inside the callback) and *event queue*
+    (channel handler and `phx_reply_cb`, next push issued inside the callback), *event queue*
     (`phx_socket_events_enable`; the main thread takes every event with `phx_socket_next_event`,
-    frees it and pushes with `phx_channel_push_tagged`).
+    frees it and pushes with `phx_channel_push_tagged`) and *event queue, batched take* (the
+    same, taking up to 64 events per call with `phx_socket_next_events`).
   - *phoenix.js*: the official client, npm `phoenix@1.8.16` over `ws@8.23.0` on Node.
+  - *phoenix_channels_client*: the crates.io crate, version 0.1.2 (`bench/peers/pcc`, its own
+    cargo project): a handler registered with `Channel::on` counts pushes, `send_with_timeout`
+    from 1,000 tasks makes the request/response window. It passes server pushes to a channel
+    through a bounded broadcast queue (50 entries) that drops what its listener has not taken
+    yet, so in *receive* it waits for the blast's reply (which the server writes after the last
+    push) and then until no push arrived for 200 ms, and reports what it delivered.
 - **Scenarios** (one socket, one channel `echo:bench`, unless stated):
   1. *receive*: the server blasts N pushes; the count is messages delivered to the application
      callback (or taken from the event queue).
@@ -251,6 +348,16 @@ const METHOD: &str = "\
   4. *memory*: S sockets, each connected and joined to one channel; the client's `VmRSS`
      (`/proc/self/status`) after minus before, divided by S (10 sockets are opened first so that
      runtime start-up is not counted; phoenix.js runs with `--expose-gc` and collects first).
+     The C client and phoenix_channels_client have no memory scenario.
+- **Delivered / sent**: every client reports the messages it delivered to the application (in
+  request/response: replies with status ok) beside the messages the server or the client sent.
+  A client that delivered fewer is marked and its ratios are left out of the comparison.
+- **Instructions and allocations per message** (callgrind, `scripts/bench-instr.sh`): user-space
+  instructions and `malloc`/`calloc` calls of the whole client process, from two runs of each
+  client (N and N/10) so that start-up cancels out. Valgrind runs a process's threads one at a
+  time, so these counts do not depend on the machine's load or the scheduler; they are the
+  figures to compare across runs and commits. They depend on the compiler and the libraries'
+  versions.
 - **Times** cover the measured phase only (connecting, joining and a warm-up of N/10, capped,
   are excluded). *Client CPU* is user + system time of the whole client process (all threads;
   `getrusage`, `process.cpuUsage()`), so it includes the kernel's TCP work done on the client's
@@ -298,33 +405,71 @@ fn interference(out: &mut String, data: &Data, scenario: &str) {
     }
 }
 
+/// The name column: marked when the client dropped messages.
+fn client_name(name: &str, drops: bool) -> String {
+    if drops {
+        format!("{name} ⚠ **drops messages**")
+    } else {
+        name.to_string()
+    }
+}
+
+const NOT_COMPARABLE: &str = "— (dropped)";
+
 fn throughput_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
     let per_msg = |r: &Runs| r.m("cpu_s") / r.m("count");
-    let floor = data.get(scenario, "floor").map(per_msg);
-    let js = data.get(scenario, "phoenix-js").map(per_msg);
+    let complete = |r: &&Runs| !r.drops();
+    let floor = data.get(scenario, "floor").filter(complete).map(per_msg);
+    let js = data
+        .get(scenario, "phoenix-js")
+        .filter(complete)
+        .map(per_msg);
+    let instr_floor = data
+        .instr(scenario, "floor")
+        .filter(|i| !i.drops())
+        .map(|i| i.ir);
     data.clients(scenario)
         .into_iter()
         .map(|(id, name, r)| {
             let (count, wall, cpu) = (r.m("count"), r.m("wall_s"), r.m("cpu_s"));
             let cost = cpu / count;
-            let vs_js = if LIBPHX.contains(&id) {
+            let drops = r.drops();
+            let vs_js = if drops {
+                NOT_COMPARABLE.into()
+            } else if LIBPHX.contains(&id) {
                 js.map_or("n/a".into(), |j| ratio(j / cost))
             } else {
                 "—".into()
             };
             let errors = r.m("errors");
-            let mut name = name.to_string();
+            let mut name = client_name(name, drops);
             if errors > 0.0 {
                 let _ = write!(name, " ({} errors)", int(errors));
             }
+            let instr = data.instr(scenario, id);
+            let instr_drops = instr.is_some_and(Instr::drops);
             vec![
                 name,
+                delivery_cell(r.delivery()),
                 fixed(wall, 3),
                 int(count / wall),
-                fixed(cpu, 3),
                 fixed(cost * 1e6, 3),
                 int(count / cpu),
-                floor.map_or("n/a".into(), |f| ratio(cost / f)),
+                if drops {
+                    NOT_COMPARABLE.into()
+                } else {
+                    floor.map_or("n/a".into(), |f| ratio(cost / f))
+                },
+                instr.map_or("n/a".into(), |i| {
+                    format!("{}{}", int(i.ir), if instr_drops { " ⚠" } else { "" })
+                }),
+                match (instr, instr_floor) {
+                    (Some(i), Some(f)) if !instr_drops => ratio(i.ir / f),
+                    (Some(_), _) if instr_drops => NOT_COMPARABLE.into(),
+                    _ => "n/a".into(),
+                },
+                // Tiny negative differences are noise between the two runs.
+                instr.map_or("n/a".into(), |i| fixed(i.allocs.max(0.0), 2)),
                 vs_js,
                 pct(r.m("server_cpu_s") / wall),
                 r.spread("cpu_s"),
@@ -335,16 +480,51 @@ fn throughput_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
 
 const THROUGHPUT_HEAD: &[&str] = &[
     "client",
+    "delivered / sent",
     "wall (s)",
     "msgs/s (wall)",
-    "client CPU (s)",
     "CPU µs/msg",
     "msgs per CPU-s",
-    "cost × floor",
-    "phoenix.js ÷ this",
+    "CPU × floor",
+    "instructions/msg",
+    "instructions × floor",
+    "allocations/msg",
+    "phoenix.js ÷ this (CPU)",
     "server busy",
     "CPU spread",
 ];
+
+/// The note under a throughput table: where the instruction counts come from, and drops.
+fn throughput_note(out: &mut String, data: &Data, scenario: &str) {
+    if let Some(n) = &data.instr_n {
+        let _ = writeln!(
+            out,
+            "Instructions and allocations per message: callgrind, user space, whole client \
+             process (libphx.so included), the difference between a run of N = {} and one of \
+             N/10 divided by the difference in messages, so start-up and joining cancel out \
+             (`scripts/bench-instr.sh`); phoenix.js is not counted (a JIT under valgrind says \
+             little). These counts do not depend on the machine's load.\n",
+            int(n.parse().unwrap_or(f64::NAN))
+        );
+    }
+    let dropped: Vec<&str> = data
+        .clients(scenario)
+        .into_iter()
+        .filter(|(id, _, r)| r.drops() || data.instr(scenario, id).is_some_and(Instr::drops))
+        .map(|(_, name, _)| name)
+        .collect();
+    if !dropped.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Dropped messages**: {} delivered fewer messages than were sent (see *delivered \
+             / sent*, the worst run; a ⚠ beside the instructions: it dropped in the callgrind \
+             runs). Its CPU figures are per message *delivered*, its instruction and allocation \
+             counts per message *sent*, and its ratios are left out: it did not do the work the \
+             others did, so no ratio would be fair.\n",
+            dropped.join(", ")
+        );
+    }
+}
 
 fn count_of(data: &Data, scenario: &str) -> String {
     data.get(scenario, "floor")
@@ -362,6 +542,7 @@ fn receive(out: &mut String, data: &Data) {
         count_of(data, "recv")
     );
     table(out, THROUGHPUT_HEAD, &throughput_rows(data, "recv"));
+    throughput_note(out, data, "recv");
     interference(out, data, "recv");
 }
 
@@ -377,6 +558,7 @@ fn reqresp(out: &mut String, data: &Data) {
         int(first.2.m("window"))
     );
     table(out, THROUGHPUT_HEAD, &throughput_rows(data, "reqresp"));
+    throughput_note(out, data, "reqresp");
     interference(out, data, "reqresp");
 }
 
@@ -489,7 +671,16 @@ fn memory(out: &mut String, data: &Data) {
     interference(out, data, "memory");
 }
 
-fn reading(out: &mut String) {
+fn reading(out: &mut String, svg: Option<&str>) {
+    if let Some(svg) = svg {
+        let file = svg.rsplit('/').next().unwrap_or(svg);
+        let _ = writeln!(
+            out,
+            "## Chart\n\n![CPU and instructions per message, as ratios to the floor]({file})\n\n\
+             Ratios to the floor (raw tokio-tungstenite) on a logarithmic scale; lower is better. \
+             Clients that dropped messages are drawn hatched and left out of the ratio.\n"
+        );
+    }
     out.push_str(READING);
 }
 
@@ -541,3 +732,6 @@ const READING: &str = "\
 - **Memory** is resident memory growth: it includes allocator slack and the pages the kernel
   maps, not only live objects. It is an average over many sockets, not an object size.
 ";
+
+#[path = "report/chart.rs"]
+mod chart;
