@@ -2,10 +2,11 @@
 //! readiness descriptor, taking and freeing events.
 
 use super::callbacks::{phx_free_fn, phx_wake_fn, WakeRegistration};
+use super::event_store::OwnedEvent;
 use super::handles::socket_arg;
-use super::queue::{phx_event_t, EventBox, EventQueue, Next};
+use super::queue::{phx_event_t, EventQueue, Next};
 use super::status::phx_status_t;
-use super::util::{box_from_raw, guard, guard_or, out_ptr, write_out, FfiResult};
+use super::util::{guard, guard_or, out_ptr, write_out, FfiResult};
 use crate::engine::runtime;
 use std::ffi::{c_int, c_void};
 
@@ -165,9 +166,7 @@ pub unsafe extern "C" fn phx_socket_next_events(
         let mut taken = 0;
         let next = queue.next_batch(timeout_ms, max, |ev| {
             // SAFETY: the caller gave room for `max` pointers; at most `max` are taken.
-            events
-                .add(taken)
-                .write(Box::into_raw(ev).cast::<phx_event_t>());
+            events.add(taken).write(ev.into_raw());
             taken += 1;
         });
         write_out(n, taken);
@@ -189,8 +188,7 @@ pub unsafe extern "C" fn phx_events_free(events: *const *mut phx_event_t, n: usi
             return;
         }
         for i in 0..n {
-            let e = *events.add(i);
-            drop(box_from_raw(e.cast::<EventBox>()));
+            drop(OwnedEvent::from_raw(*events.add(i)));
         }
     })
 }
@@ -198,7 +196,7 @@ pub unsafe extern "C" fn phx_events_free(events: *const *mut phx_event_t, n: usi
 unsafe fn take(queue: &EventQueue, timeout_ms: u64, out: *mut *mut phx_event_t) -> FfiResult {
     match queue.next(timeout_ms) {
         Next::Event(ev) => {
-            write_out(out, Box::into_raw(ev).cast::<phx_event_t>());
+            write_out(out, ev.into_raw());
             Ok(())
         }
         Next::Empty => Err(phx_status_t::PHX_ERR_AGAIN),
@@ -211,7 +209,6 @@ unsafe fn take(queue: &EventQueue, timeout_ms: u64, out: *mut *mut phx_event_t) 
 #[no_mangle]
 pub unsafe extern "C" fn phx_event_free(e: *mut phx_event_t) {
     guard_or((), || {
-        // `phx_event_t` is the first field of the `EventBox` it was allocated as.
-        drop(box_from_raw(e.cast::<EventBox>()));
+        drop(OwnedEvent::from_raw(e));
     })
 }

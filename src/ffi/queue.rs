@@ -10,10 +10,11 @@
 #![allow(non_camel_case_types)]
 
 use super::callbacks::{CompletionSink, WakeRegistration};
+use super::event_store::{event_size, Blocks, OwnedEvent};
 use super::status::phx_status_t;
 use super::sync::{self, Condvar, Mutex};
 use super::types::{channel_state, payload_parts, phx_event_kind_t, phx_reason_t, socket_state};
-use super::util::{lock, millis, opt_ptr, Packed, StrPack};
+use super::util::{lock, millis};
 use crate::engine::runtime;
 use crate::engine::{ChannelState, DisconnectReason, Message, ReplyRef, SocketState, Status};
 use crate::protocol::Payload;
@@ -92,20 +93,6 @@ pub struct phx_event_t {
     pub rtt_us: u64,
 }
 
-/// The allocation behind a `phx_event_t *`: the public part first, then its storage.
-#[repr(C)]
-pub(crate) struct EventBox {
-    pub(crate) ev: phx_event_t,
-    storage: Vec<u8>,
-    /// Only state events carry a reason: the rest do not pay for its 272 bytes.
-    reason: Option<Box<phx_reason_t>>,
-    /// What it counts for in the queue's bound in bytes ([`EventSpec::cost`]).
-    cost: usize,
-}
-
-// SAFETY: the raw pointers point into `storage`, owned by the same box.
-unsafe impl Send for EventBox {}
-
 /// What to put in an event (see [`phx_event_t`] for which fields a kind sets).
 #[derive(Default)]
 pub(crate) struct EventSpec<'a> {
@@ -129,29 +116,9 @@ pub(crate) struct EventSpec<'a> {
 }
 
 impl EventSpec<'_> {
-    /// The bytes the event holds: its box, its strings and payload, its reason.
-    fn cost(&self) -> usize {
-        let strs = [
-            self.topic,
-            self.event,
-            self.join_ref,
-            self.ref_,
-            self.reply_status,
-        ];
-        let payload = self
-            .payload
-            .as_ref()
-            .map_or(0, |p| payload_parts(p).1.len());
-        std::mem::size_of::<EventBox>()
-            + strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
-            + payload
-            + self
-                .reason
-                .map_or(0, |_| std::mem::size_of::<phx_reason_t>())
-    }
-
-    fn build(&self, cost: usize) -> Box<EventBox> {
-        let strs = [
+    /// The strings the event points to, in the order they are stored.
+    fn strs(&self) -> [Option<&str>; 7] {
+        [
             self.topic,
             self.event,
             self.join_ref,
@@ -159,57 +126,91 @@ impl EventSpec<'_> {
             self.reply_status,
             self.key,
             self.metas,
-        ];
-        let (payload_kind, payload) = self.payload.as_ref().map_or((0, &[][..]), payload_parts);
-        let size = strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
-            + self.payload.map_or(0, |_| payload.len());
-        let mut storage = Vec::with_capacity(size);
-        let mut pack = StrPack::new(&mut storage);
-        let [topic, event, join_ref, ref_, reply_status, key, metas] =
-            strs.map(|s| pack.push_opt(s));
-        let body = self.payload.map(|_| pack.push_bytes(payload));
-        let buf = pack.finish();
-        let [topic, event, join_ref, ref_, reply_status, key, metas] =
-            [topic, event, join_ref, ref_, reply_status, key, metas].map(|p| opt_ptr(p, buf));
-        let ev = phx_event_t {
-            kind: self.kind,
-            status: self.status,
-            state: self.state,
-            payload_kind,
-            tag: self.tag,
-            dropped: self.dropped,
-            channel_id: self.channel_id,
-            topic: topic.0,
-            topic_len: topic.1,
-            event: event.0,
-            event_len: event.1,
-            join_ref: join_ref.0,
-            join_ref_len: join_ref.1,
-            r#ref: ref_.0,
-            ref_len: ref_.1,
-            reply_status: reply_status.0,
-            reply_status_len: reply_status.1,
-            payload: body.map_or(std::ptr::null(), |p| p.bytes_ptr(buf)),
-            payload_len: body.map_or(0, Packed::len),
-            reason: std::ptr::null(),
-            key: key.0,
-            key_len: key.1,
-            metas: metas.0,
-            metas_len: metas.1,
-            missed: self.missed,
-            rtt_us: self.rtt_us,
-        };
-        let mut event = Box::new(EventBox {
-            ev,
-            storage,
-            reason: self.reason.map(Box::new),
-            cost,
-        });
-        // Heap buffers do not move when their owners do, so the pointers stay valid.
-        if let Some(reason) = &event.reason {
-            event.ev.reason = &**reason;
-        }
-        event
+        ]
+    }
+
+    /// The bytes the event takes in the queue's storage: the event, its reason, its strings
+    /// (NUL-terminated) and its payload. What it counts for in the bound in bytes.
+    fn cost(&self) -> usize {
+        let strs: usize = self.strs().iter().flatten().map(|s| s.len() + 1).sum();
+        let payload = self
+            .payload
+            .as_ref()
+            .map_or(0, |p| payload_parts(p).1.len());
+        let reason = self
+            .reason
+            .map_or(0, |_| std::mem::size_of::<phx_reason_t>());
+        event_size(reason + strs + payload)
+    }
+
+    /// Writes the event into `blocks`; `cost` is [`EventSpec::cost`].
+    fn build(&self, blocks: &mut Blocks, cost: usize) -> OwnedEvent {
+        blocks.write(cost, |mut at| {
+            let mut reason = std::ptr::null();
+            if let Some(r) = self.reason {
+                // SAFETY: the event's size counts the reason first, and `at` is 8-aligned.
+                unsafe {
+                    at.cast::<phx_reason_t>().write(r);
+                    reason = at.cast::<phx_reason_t>().cast_const();
+                    at = at.add(std::mem::size_of::<phx_reason_t>());
+                }
+            }
+            let mut put = |bytes: &[u8], nul: bool| {
+                // SAFETY: the event's size counts these bytes (and the NUL) after the reason.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len());
+                    let p = at.cast_const();
+                    at = at.add(bytes.len());
+                    if nul {
+                        at.write(0);
+                        at = at.add(1);
+                    }
+                    p
+                }
+            };
+            let mut str_field = |s: Option<&str>| {
+                s.map_or((std::ptr::null(), 0), |s| {
+                    (put(s.as_bytes(), true).cast::<c_char>(), s.len())
+                })
+            };
+            let [topic, event, join_ref, ref_, reply_status, key, metas] =
+                self.strs().map(&mut str_field);
+            let (payload_kind, payload, payload_len) = match &self.payload {
+                Some(p) => {
+                    let (kind, bytes) = payload_parts(p);
+                    (kind, put(bytes, false), bytes.len())
+                }
+                None => (0, std::ptr::null(), 0),
+            };
+            phx_event_t {
+                kind: self.kind,
+                status: self.status,
+                state: self.state,
+                payload_kind,
+                tag: self.tag,
+                dropped: self.dropped,
+                channel_id: self.channel_id,
+                topic: topic.0,
+                topic_len: topic.1,
+                event: event.0,
+                event_len: event.1,
+                join_ref: join_ref.0,
+                join_ref_len: join_ref.1,
+                r#ref: ref_.0,
+                ref_len: ref_.1,
+                reply_status: reply_status.0,
+                reply_status_len: reply_status.1,
+                payload,
+                payload_len,
+                reason,
+                key: key.0,
+                key_len: key.1,
+                metas: metas.0,
+                metas_len: metas.1,
+                missed: self.missed,
+                rtt_us: self.rtt_us,
+            }
+        })
     }
 }
 
@@ -302,7 +303,9 @@ impl Drop for Readiness {
 // ---- the queue --------------------------------------------------------------------------------------
 
 struct QueueState {
-    items: VecDeque<Box<EventBox>>,
+    items: VecDeque<OwnedEvent>,
+    /// Where events are written.
+    blocks: Blocks,
     capacity: usize,
     /// Bytes the queued events hold, and their bound (see [`EventSpec::cost`]).
     bytes: usize,
@@ -331,22 +334,20 @@ pub(crate) struct EventQueue {
 /// What waiting for an event produced.
 #[must_use]
 pub(crate) enum Next {
-    Event(Box<EventBox>),
+    Event(OwnedEvent),
     Empty,
     Closed,
 }
 
-/// Defers an `EventQueue`'s notification to the end of the socket task's batch.
-struct Deferred(Arc<EventQueue>);
-
-impl runtime::BatchEnd for Deferred {
+/// A notification deferred to the end of the socket task's batch.
+impl runtime::BatchEnd for EventQueue {
     fn batch_end(&self) {
-        let mut st = sync::lock(&self.0.state);
+        let mut st = sync::lock(&self.state);
         st.deferred = false;
         if st.items.is_empty() {
             return; // taken meanwhile
         }
-        self.0.notify(st, true);
+        self.notify(st, true);
     }
 }
 
@@ -358,7 +359,8 @@ impl EventQueue {
     ) -> Arc<Self> {
         Arc::new(EventQueue {
             state: Mutex::new(QueueState {
-                items: VecDeque::with_capacity(capacity.min(1024)),
+                items: VecDeque::with_capacity(capacity.min(64)),
+                blocks: Blocks::new(),
                 capacity,
                 bytes: 0,
                 max_bytes,
@@ -405,12 +407,13 @@ impl EventQueue {
                 return;
             }
         }
-        st.items.push_back(spec.build(cost));
+        let ev = spec.build(&mut st.blocks, cost);
+        st.items.push_back(ev);
         st.bytes += cost;
         if st.deferred {
             return;
         }
-        if runtime::defer_to_batch_end(|| Arc::new(Deferred(self.clone()))) {
+        if runtime::defer_to_batch_end(|| self.clone()) {
             st.deferred = true;
             return;
         }
@@ -460,7 +463,8 @@ impl EventQueue {
                 }
             }
             st.bytes += cost;
-            st.items.push_back(spec.build(cost));
+            let ev = spec.build(&mut st.blocks, cost);
+            st.items.push_back(ev);
             st.dropped = 0;
         }
     }
@@ -487,9 +491,9 @@ impl EventQueue {
         &self,
         timeout_ms: u64,
         max: usize,
-        mut out: impl FnMut(Box<EventBox>),
+        mut out: impl FnMut(OwnedEvent),
     ) -> Next {
-        let deadline = Instant::now() + millis(timeout_ms);
+        let mut deadline = None;
         let mut st = sync::lock(&self.state);
         loop {
             if !st.items.is_empty() {
@@ -512,7 +516,12 @@ impl EventQueue {
             if st.closed {
                 return Next::Closed;
             }
+            if timeout_ms == 0 {
+                return Next::Empty;
+            }
+            // The clock is read only when there is a wait.
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert_with(|| now + millis(timeout_ms));
             if now >= deadline {
                 return Next::Empty;
             }
@@ -873,5 +882,155 @@ mod tests {
             ]
         );
         assert_eq!(sync::lock(&queue.state).bytes, 0);
+    }
+
+    fn text(p: *const u8, len: usize) -> String {
+        // SAFETY: an event's pointer and length, read while the event is alive.
+        String::from_utf8(unsafe { std::slice::from_raw_parts(p, len) }.to_vec()).unwrap()
+    }
+
+    /// The topic, event and payload of a message event, checking the NULs after the strings.
+    fn contents(e: &OwnedEvent) -> (String, String, String) {
+        let ev = &e.ev;
+        // SAFETY: strings are NUL-terminated right after their length.
+        unsafe {
+            assert_eq!(*ev.topic.add(ev.topic_len), 0);
+            assert_eq!(*ev.event.add(ev.event_len), 0);
+        }
+        (
+            text(ev.topic.cast(), ev.topic_len),
+            text(ev.event.cast(), ev.event_len),
+            text(ev.payload, ev.payload_len),
+        )
+    }
+
+    fn numbered(topic: &str, i: usize, payload: &str) -> (String, String, String) {
+        (topic.to_string(), format!("e{i}"), payload.to_string())
+    }
+
+    /// Events share storage, yet an event taken and kept stays intact while many more are
+    /// queued, taken, freed and dropped on overflow, and after the queue itself is gone.
+    #[test]
+    fn kept_events_stay_intact_while_storage_is_reused() {
+        let queue = EventQueue::new(50, usize::MAX, None);
+        let mut kept = Vec::new();
+        let mut expected = Vec::new();
+        let mut overflows = 0;
+        for round in 0..40 {
+            // More than the queue holds: some are dropped and reported.
+            for i in 0..60 {
+                let n = round * 100 + i;
+                let payload = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(n % 97));
+                let topic = format!("room:{}", n % 13);
+                let event = format!("e{n}");
+                queue.push(
+                    &EventSpec {
+                        kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
+                        topic: Some(&topic),
+                        event: Some(&event),
+                        payload: Some(Payload::Json(&payload)),
+                        ..EventSpec::default()
+                    },
+                    true,
+                );
+            }
+            let _ = queue.next_batch(0, 1000, |e| {
+                if e.ev.kind == phx_event_kind_t::PHX_EVENT_OVERFLOW as u32 {
+                    overflows += 1;
+                    return;
+                }
+                let n: usize = contents(&e).1[1..].parse().unwrap();
+                if n % 7 == 0 {
+                    let payload = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(n % 97));
+                    expected.push(numbered(&format!("room:{}", n % 13), n, &payload));
+                    kept.push(e);
+                }
+            });
+        }
+        assert!(overflows > 0);
+        assert!(kept.len() > 100);
+        drop(queue);
+        let got: Vec<_> = kept.iter().map(contents).collect();
+        assert_eq!(got, expected);
+    }
+
+    /// A batch take hands events over oldest first, and a batch may be freed in any order,
+    /// part now and part later.
+    #[test]
+    fn a_batch_take_is_in_order_and_freed_in_parts() {
+        let queue = EventQueue::new(1000, usize::MAX, None);
+        for i in 0..300 {
+            let event = format!("e{i}");
+            let payload = format!("[{i}]");
+            queue.push(
+                &EventSpec {
+                    kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
+                    topic: Some("t"),
+                    event: Some(&event),
+                    payload: Some(Payload::Json(&payload)),
+                    ..EventSpec::default()
+                },
+                true,
+            );
+        }
+        let mut batch = Vec::new();
+        let _ = queue.next_batch(0, 200, |e| batch.push(e));
+        assert_eq!(batch.len(), 200);
+        // Free the odd ones at once, the others after more are taken.
+        let mut rest: Vec<_> = batch
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .collect();
+        let mut more = Vec::new();
+        let _ = queue.next_batch(0, 200, |e| more.push(e));
+        assert_eq!(more.len(), 100);
+        for (i, e) in rest.drain(..).rev() {
+            assert_eq!(contents(&e), numbered("t", i, &format!("[{i}]")));
+        }
+        for (i, e) in more.iter().enumerate() {
+            let i = i + 200;
+            assert_eq!(contents(e), numbered("t", i, &format!("[{i}]")));
+        }
+        assert_eq!(sync::lock(&queue.state).bytes, 0);
+    }
+
+    /// A socket state event's reason is stored with it and stays readable.
+    #[test]
+    fn a_state_events_reason_is_stored_with_it() {
+        let queue = EventQueue::new(10, usize::MAX, None);
+        let reason = DisconnectReason::CloseFrame {
+            code: 4000,
+            reason: "bye".into(),
+        };
+        queue.push_socket_state(SocketState::Disconnected, Some(&reason));
+        let Next::Event(e) = queue.next(0) else {
+            panic!("no event")
+        };
+        for _ in 0..200 {
+            queue.push(&message("{\"filler\":true}"), true);
+            let _ = queue.next(0);
+        }
+        // SAFETY: set for socket state events, alive with the event.
+        let r = unsafe { &*e.ev.reason };
+        assert_eq!(r.code, 4000);
+        assert_eq!(
+            text(r.text.as_ptr().cast(), r.text_len),
+            reason_text(&reason)
+        );
+        assert_eq!(e.cost, queue_cost_of_state(&reason));
+    }
+
+    fn reason_text(reason: &DisconnectReason) -> String {
+        let r = phx_reason_t::from_engine(Some(reason));
+        text(r.text.as_ptr().cast(), r.text_len)
+    }
+
+    fn queue_cost_of_state(reason: &DisconnectReason) -> usize {
+        EventSpec {
+            reason: Some(phx_reason_t::from_engine(Some(reason))),
+            ..EventSpec::default()
+        }
+        .cost()
     }
 }
