@@ -129,12 +129,12 @@ impl Blocks {
     }
 
     /// Writes an event: `size` bytes (from [`event_size`]) starting with an `EventBox` whose
-    /// `ev` `fill` writes, handed the memory after the `EventBox` for what the event points
-    /// to. The event holds one reference to its block.
+    /// `ev` `fill` writes (its first argument), handed the memory after the `EventBox` for
+    /// what the event points to (its second). The event holds one reference to its block.
     pub(crate) fn write(
         &mut self,
         size: usize,
-        fill: impl FnOnce(*mut u8) -> phx_event_t,
+        fill: impl FnOnce(*mut phx_event_t, *mut u8),
     ) -> OwnedEvent {
         let (block, offset) = if size > LARGE {
             (Block::new(DATA + size), DATA)
@@ -152,12 +152,10 @@ impl Blocks {
         // SAFETY: `size` bytes from `at` are ours, aligned for an `EventBox`, and hold it and
         // what follows it.
         unsafe {
-            let ev = fill(at.as_ptr().add(1).cast::<u8>());
-            at.as_ptr().write(EventBox {
-                ev,
-                block,
-                cost: size,
-            });
+            let p = at.as_ptr();
+            std::ptr::addr_of_mut!((*p).block).write(block);
+            std::ptr::addr_of_mut!((*p).cost).write(size);
+            fill(std::ptr::addr_of_mut!((*p).ev), p.add(1).cast::<u8>());
         }
         OwnedEvent(at)
     }
@@ -233,13 +231,17 @@ impl Drop for OwnedEvent {
 mod tests {
     use super::*;
 
-    fn blank(_: *mut u8) -> phx_event_t {
+    fn blank(ev: *mut phx_event_t, _: *mut u8) {
         // SAFETY: every field of `phx_event_t` is an integer or a raw pointer: zero is valid.
-        unsafe { std::mem::zeroed() }
+        unsafe { ev.write(std::mem::zeroed()) }
     }
 
-    fn tagged(tag: u64) -> impl FnOnce(*mut u8) -> phx_event_t {
-        move |p| phx_event_t { tag, ..blank(p) }
+    fn tagged(tag: u64) -> impl FnOnce(*mut phx_event_t, *mut u8) {
+        move |ev, p| {
+            blank(ev, p);
+            // SAFETY: just written.
+            unsafe { (*ev).tag = tag };
+        }
     }
 
     fn refs(b: Option<Block>) -> usize {

@@ -108,7 +108,7 @@ pub(crate) struct EventSpec<'a> {
     ref_: Option<&'a str>,
     reply_status: Option<&'a str>,
     payload: Option<Payload<'a>>,
-    reason: Option<phx_reason_t>,
+    reason: Option<&'a phx_reason_t>,
     key: Option<&'a str>,
     metas: Option<&'a str>,
     missed: u32,
@@ -145,72 +145,96 @@ impl EventSpec<'_> {
 
     /// Writes the event into `blocks`; `cost` is [`EventSpec::cost`].
     fn build(&self, blocks: &mut Blocks, cost: usize) -> OwnedEvent {
-        blocks.write(cost, |mut at| {
-            let mut reason = std::ptr::null();
-            if let Some(r) = self.reason {
-                // SAFETY: the event's size counts the reason first, and `at` is 8-aligned.
-                unsafe {
-                    at.cast::<phx_reason_t>().write(r);
-                    reason = at.cast::<phx_reason_t>().cast_const();
-                    at = at.add(std::mem::size_of::<phx_reason_t>());
-                }
-            }
-            let mut put = |bytes: &[u8], nul: bool| {
-                // SAFETY: the event's size counts these bytes (and the NUL) after the reason.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len());
-                    let p = at.cast_const();
-                    at = at.add(bytes.len());
-                    if nul {
-                        at.write(0);
-                        at = at.add(1);
+        blocks.write(cost, |ev, at| {
+            let mut at = Writer(at);
+            // SAFETY: the event's size counts the reason (first, so 8-aligned), then every
+            // string with its NUL, then the payload.
+            unsafe {
+                let reason = match self.reason {
+                    Some(r) => at.reason(r),
+                    None => std::ptr::null(),
+                };
+                let topic = at.str(self.topic);
+                let event = at.str(self.event);
+                let join_ref = at.str(self.join_ref);
+                let ref_ = at.str(self.ref_);
+                let reply_status = at.str(self.reply_status);
+                let key = at.str(self.key);
+                let metas = at.str(self.metas);
+                let (payload_kind, payload, payload_len) = match &self.payload {
+                    Some(p) => {
+                        let (kind, bytes) = payload_parts(p);
+                        (kind, at.bytes(bytes), bytes.len())
                     }
-                    p
-                }
-            };
-            let mut str_field = |s: Option<&str>| {
-                s.map_or((std::ptr::null(), 0), |s| {
-                    (put(s.as_bytes(), true).cast::<c_char>(), s.len())
-                })
-            };
-            let [topic, event, join_ref, ref_, reply_status, key, metas] =
-                self.strs().map(&mut str_field);
-            let (payload_kind, payload, payload_len) = match &self.payload {
-                Some(p) => {
-                    let (kind, bytes) = payload_parts(p);
-                    (kind, put(bytes, false), bytes.len())
-                }
-                None => (0, std::ptr::null(), 0),
-            };
-            phx_event_t {
-                kind: self.kind,
-                status: self.status,
-                state: self.state,
-                payload_kind,
-                tag: self.tag,
-                dropped: self.dropped,
-                channel_id: self.channel_id,
-                topic: topic.0,
-                topic_len: topic.1,
-                event: event.0,
-                event_len: event.1,
-                join_ref: join_ref.0,
-                join_ref_len: join_ref.1,
-                r#ref: ref_.0,
-                ref_len: ref_.1,
-                reply_status: reply_status.0,
-                reply_status_len: reply_status.1,
-                payload,
-                payload_len,
-                reason,
-                key: key.0,
-                key_len: key.1,
-                metas: metas.0,
-                metas_len: metas.1,
-                missed: self.missed,
-                rtt_us: self.rtt_us,
+                    None => (0, std::ptr::null(), 0),
+                };
+                ev.write(phx_event_t {
+                    kind: self.kind,
+                    status: self.status,
+                    state: self.state,
+                    payload_kind,
+                    tag: self.tag,
+                    dropped: self.dropped,
+                    channel_id: self.channel_id,
+                    topic: topic.0,
+                    topic_len: topic.1,
+                    event: event.0,
+                    event_len: event.1,
+                    join_ref: join_ref.0,
+                    join_ref_len: join_ref.1,
+                    r#ref: ref_.0,
+                    ref_len: ref_.1,
+                    reply_status: reply_status.0,
+                    reply_status_len: reply_status.1,
+                    payload,
+                    payload_len,
+                    reason,
+                    key: key.0,
+                    key_len: key.1,
+                    metas: metas.0,
+                    metas_len: metas.1,
+                    missed: self.missed,
+                    rtt_us: self.rtt_us,
+                });
             }
         })
+    }
+}
+
+/// Copies what an event points to into its storage, one piece after another.
+struct Writer(*mut u8);
+
+impl Writer {
+    /// # Safety
+    /// There is room for the reason, and the writer is 8-aligned.
+    unsafe fn reason(&mut self, r: &phx_reason_t) -> *const phx_reason_t {
+        let p = self.0.cast::<phx_reason_t>();
+        p.write(*r);
+        self.0 = self.0.add(std::mem::size_of::<phx_reason_t>());
+        p
+    }
+
+    /// # Safety
+    /// There is room for `bytes`.
+    unsafe fn bytes(&mut self, bytes: &[u8]) -> *const u8 {
+        let p = self.0;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        self.0 = p.add(bytes.len());
+        p
+    }
+
+    /// A NUL-terminated copy of `s`, or NULL (length 0).
+    ///
+    /// # Safety
+    /// There is room for `s` and its NUL.
+    unsafe fn str(&mut self, s: Option<&str>) -> (*const c_char, usize) {
+        let Some(s) = s else {
+            return (std::ptr::null(), 0);
+        };
+        let p = self.bytes(s.as_bytes());
+        self.0.write(0);
+        self.0 = self.0.add(1);
+        (p.cast(), s.len())
     }
 }
 
@@ -316,6 +340,9 @@ struct QueueState {
     closed: bool,
     /// Threads blocked in `next`: only then is the condition variable signalled.
     waiters: usize,
+    /// The readiness descriptor, made when first asked for (`phx_socket_event_fd`): a
+    /// consumer that never asks pays no system call per batch and holds no descriptor.
+    readiness: Option<Readiness>,
     /// The readiness descriptor was made readable and not cleared since.
     signalled: bool,
     /// Events were added in the socket task's current batch and the consumer is told at its
@@ -327,7 +354,6 @@ struct QueueState {
 pub(crate) struct EventQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
-    readiness: Option<Readiness>,
     wake: std::sync::Mutex<Option<Arc<WakeRegistration>>>,
 }
 
@@ -367,11 +393,11 @@ impl EventQueue {
                 dropped: 0,
                 closed: false,
                 waiters: 0,
+                readiness: None,
                 signalled: false,
                 deferred: false,
             }),
             ready: Condvar::new(),
-            readiness: Readiness::new(),
             wake: std::sync::Mutex::new(wake.map(Arc::new)),
         })
     }
@@ -382,8 +408,21 @@ impl EventQueue {
         Arc::try_unwrap(wake).ok()
     }
 
+    /// The readiness descriptor, made on the first call (readable at once if events are
+    /// queued); `None` where the platform has none or it cannot be made.
     pub(crate) fn fd(&self) -> Option<c_int> {
-        self.readiness.as_ref().map(|r| r.read_fd)
+        let mut st = sync::lock(&self.state);
+        if st.readiness.is_none() {
+            st.readiness = Some(Readiness::new()?);
+            st.signalled = false;
+        }
+        if !st.items.is_empty() && !st.signalled {
+            st.signalled = true;
+            if let Some(r) = &st.readiness {
+                r.set();
+            }
+        }
+        st.readiness.as_ref().map(|r| r.read_fd)
     }
 
     /// Adds an event. `droppable` events are dropped (and counted) while the queue is full, in
@@ -425,7 +464,7 @@ impl EventQueue {
     fn notify(&self, mut st: sync::MutexGuard<'_, QueueState>, batch: bool) {
         if !st.signalled {
             st.signalled = true;
-            if let Some(r) = &self.readiness {
+            if let Some(r) = &st.readiness {
                 r.set();
             }
         }
@@ -458,7 +497,7 @@ impl EventQueue {
         if st.items.is_empty() || st.bytes + cost <= st.max_bytes {
             if !st.signalled && !st.deferred {
                 st.signalled = true;
-                if let Some(r) = &self.readiness {
+                if let Some(r) = &st.readiness {
                     r.set();
                 }
             }
@@ -507,7 +546,7 @@ impl EventQueue {
                 }
                 if st.items.is_empty() && st.signalled {
                     st.signalled = false;
-                    if let Some(r) = &self.readiness {
+                    if let Some(r) = &st.readiness {
                         r.clear();
                     }
                 }
@@ -554,7 +593,7 @@ impl EventQueue {
             &EventSpec {
                 kind: phx_event_kind_t::PHX_EVENT_SOCKET_STATE as u32,
                 state: socket_state(state),
-                reason: Some(phx_reason_t::from_engine(reason)),
+                reason: Some(&phx_reason_t::from_engine(reason)),
                 ..EventSpec::default()
             },
             true,
@@ -853,6 +892,36 @@ mod tests {
         queue.close();
     }
 
+    fn readable(fd: c_int) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    /// The descriptor is made when first asked for, readable at once if events are already
+    /// queued; from then on it follows the queue.
+    #[cfg(unix)]
+    #[test]
+    fn the_descriptor_is_made_on_demand_and_tells_the_truth() {
+        let queue = EventQueue::new(100, usize::MAX, None);
+        queue.push(&message("{}"), true);
+        assert!(sync::lock(&queue.state).readiness.is_none());
+        let fd = queue.fd().expect("a descriptor");
+        assert!(readable(fd), "events queued before it was made");
+        assert_eq!(queue.fd(), Some(fd), "the same descriptor every time");
+        assert_eq!(taken(&queue, 10), 1);
+        assert!(!readable(fd));
+        queue.push(&message("{}"), true);
+        assert!(readable(fd));
+        assert_eq!(taken(&queue, 10), 1);
+        assert!(!readable(fd));
+        queue.close();
+    }
+
     /// Past the bound in bytes, droppable events are dropped and counted; an empty queue
     /// admits one event whatever its size; replies are never dropped; the overflow event
     /// comes once there is room.
@@ -1028,7 +1097,7 @@ mod tests {
 
     fn queue_cost_of_state(reason: &DisconnectReason) -> usize {
         EventSpec {
-            reason: Some(phx_reason_t::from_engine(Some(reason))),
+            reason: Some(&phx_reason_t::from_engine(Some(reason))),
             ..EventSpec::default()
         }
         .cost()
