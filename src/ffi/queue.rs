@@ -484,10 +484,16 @@ impl EventQueue {
     }
 
     /// Queues the overflow event if events were dropped and there is room for it.
+    #[inline]
     fn report_overflow(&self, st: &mut QueueState) {
-        if st.dropped == 0 || st.items.len() >= st.capacity {
-            return;
+        if st.dropped != 0 && st.items.len() < st.capacity {
+            self.queue_overflow(st);
         }
+    }
+
+    /// [`EventQueue::report_overflow`]'s rare path.
+    #[cold]
+    fn queue_overflow(&self, st: &mut QueueState) {
         let spec = EventSpec {
             kind: phx_event_kind_t::PHX_EVENT_OVERFLOW as u32,
             dropped: st.dropped,
