@@ -928,6 +928,33 @@ mod tests {
         queue.close();
     }
 
+    /// Every byte an event holds counts against the bound, presence keys and metas included.
+    #[test]
+    fn the_bound_in_bytes_counts_presence_metas() {
+        let metas = format!("[{{\"pad\":\"{}\"}}]", "m".repeat(5000));
+        let presence = EventSpec {
+            kind: phx_event_kind_t::PHX_EVENT_PRESENCE_JOIN as u32,
+            topic: Some("t"),
+            key: Some("user"),
+            metas: Some(&metas),
+            ..EventSpec::default()
+        };
+        assert!(presence.cost() > 5000);
+        let queue = EventQueue::new(100, 4 * message("{}").cost(), None);
+        queue.push(&presence, true);
+        queue.push(&message("{}"), true);
+        let mut kinds = Vec::new();
+        let _ = queue.next_batch(0, 100, |e| kinds.push((e.ev.kind, e.ev.dropped)));
+        use phx_event_kind_t::*;
+        assert_eq!(
+            kinds,
+            [
+                (PHX_EVENT_PRESENCE_JOIN as u32, 0),
+                (PHX_EVENT_OVERFLOW as u32, 1)
+            ]
+        );
+    }
+
     /// Past the bound in bytes, droppable events are dropped and counted; an empty queue
     /// admits one event whatever its size; replies are never dropped; the overflow event
     /// comes once there is room.
