@@ -10,8 +10,7 @@
  * batch: queue, taking events with phx_socket_next_events, up to BATCH_MAX at a time.
  *
  * Prints one line: RESULT client=c-cb|c-queue|c-batch scenario=... count=... wall_s=... cpu_s=...
- * ctx_switches=... (the measured phase only; connecting, joining and the warm-up are excluded;
- * ctx_switches: the process's voluntary and involuntary context switches, every thread).
+ * (the measured phase only; connecting, joining and the warm-up are excluded).
  */
 #define _GNU_SOURCE
 #include <phx.h>
@@ -55,13 +54,6 @@ static double cpu_s(void) {
     getrusage(RUSAGE_SELF, &u);
     return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
            (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
-}
-
-/* Context switches of this process so far, every thread (getrusage counts them all). */
-static long ctx_switches(void) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return u.ru_nvcsw + u.ru_nivcsw;
 }
 
 /* CPU time of the benchmark server (PHX_BENCH_SERVER_PID): the sum of the run times in
@@ -152,9 +144,8 @@ typedef struct {
     uint64_t rtt_count, rtt_target;
 } bench_t;
 
-/* Server CPU (-1: unknown) and context switches at the start of the measured phase. */
+/* Server CPU at the start of the measured phase (-1: unknown). */
 static double server_cpu_start = -1;
-static long ctx_start;
 
 static void print_result(const char *client, const char *scenario, uint64_t count, double wall,
                          double cpu, const char *extra) {
@@ -162,9 +153,8 @@ static void print_result(const char *client, const char *scenario, uint64_t coun
     char server[64] = "";
     if (server_cpu_start >= 0 && server_end >= 0)
         snprintf(server, sizeof server, " server_cpu_s=%.4f", server_end - server_cpu_start);
-    printf("RESULT client=%s scenario=%s count=%llu wall_s=%.4f cpu_s=%.4f ctx_switches=%ld%s%s\n",
-           client, scenario, (unsigned long long)count, wall, cpu, ctx_switches() - ctx_start,
-           server, extra ? extra : "");
+    printf("RESULT client=%s scenario=%s count=%llu wall_s=%.4f cpu_s=%.4f%s%s\n", client,
+           scenario, (unsigned long long)count, wall, cpu, server, extra ? extra : "");
 }
 
 static void latency_fields(char *buf, size_t len, double *rtts, uint64_t n) {
@@ -378,7 +368,7 @@ int main(int argc, char **argv) {
     if (strcmp(scenario, "recv") == 0) {
         if (queue) q_blast(s, &b, warmup_recv(n)); else cb_blast(&b, warmup_recv(n));
         uint64_t before = b.messages;
-        server_cpu_start = server_cpu_s(), ctx_start = ctx_switches(), c0 = cpu_s(), t0 = now_s();
+        server_cpu_start = server_cpu_s(), c0 = cpu_s(), t0 = now_s();
         if (queue) q_blast(s, &b, n); else cb_blast(&b, n);
         wall = now_s() - t0, cpu = cpu_s() - c0;
         print_result(client, scenario, b.messages - before, wall, cpu, NULL);
@@ -386,7 +376,7 @@ int main(int argc, char **argv) {
         if (queue) q_pipeline(s, &b, warmup_reqresp(n), window);
         else cb_pipeline(&b, warmup_reqresp(n), window);
         b.errors = 0;
-        server_cpu_start = server_cpu_s(), ctx_start = ctx_switches(), c0 = cpu_s(), t0 = now_s();
+        server_cpu_start = server_cpu_s(), c0 = cpu_s(), t0 = now_s();
         if (queue) q_pipeline(s, &b, n, window); else cb_pipeline(&b, n, window);
         wall = now_s() - t0, cpu = cpu_s() - c0;
         snprintf(extra, sizeof extra, " window=%llu errors=%llu", (unsigned long long)window,
@@ -397,7 +387,7 @@ int main(int argc, char **argv) {
         if (!rtts) return 2;
         if (queue) q_round_trips(s, &b, warmup_latency(n), NULL);
         else cb_round_trips(&b, warmup_latency(n), NULL);
-        server_cpu_start = server_cpu_s(), ctx_start = ctx_switches(), c0 = cpu_s(), t0 = now_s();
+        server_cpu_start = server_cpu_s(), c0 = cpu_s(), t0 = now_s();
         if (queue) q_round_trips(s, &b, n, rtts); else cb_round_trips(&b, n, rtts);
         wall = now_s() - t0, cpu = cpu_s() - c0;
         latency_fields(extra, sizeof extra, rtts, b.rtt_count);
