@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of libphx against a raw WebSocket floor, the official phoenix.js client and the
-# phoenix_channels_client crate (two versions), on loopback, measured as ratios within one run. Not part of the
-# test suite.
+# phoenix_channels_client crate (two versions), on loopback, measured as ratios within one run.
+# Not part of the test suite.
 #
 #   scripts/bench.sh [--quick] [--reps N] [--recv N] [--reqresp N] [--window N] [--latency N]
 #                    [--sockets N] [--clients LIST] [--scenarios LIST] [--no-pin] [--timeout S]
