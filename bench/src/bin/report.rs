@@ -64,14 +64,14 @@ impl Runs {
     }
 
     /// Context switches of the client process per unit of `count` (median over the runs of
-    /// each run's ratio), or NaN when the runs do not report them.
+    /// each run's ratio), or NaN when the runs do not report them (`csw`, or `ctx_switches`).
     fn csw_per(&self) -> f64 {
         let mut v: Vec<f64> = self
             .0
             .iter()
             .filter_map(|r| {
                 let get = |k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
-                Some(get("csw")? / get("count")?)
+                Some(get("csw").or_else(|| get("ctx_switches"))? / get("count")?)
             })
             .collect();
         v.sort_by(f64::total_cmp);
