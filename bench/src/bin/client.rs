@@ -540,35 +540,32 @@ mod engine {
         Ok(())
     }
 
-    /// Opens `count` sockets at once, each joining one channel; waits for every join. The
-    /// joins are counted on the runtime and the waiting thread is told once, when the last
-    /// one (or a failed one) completes, as the floor counts its joins on its runtime.
+    /// Opens `count` sockets at once, each joining one channel; waits for every join.
     fn open_many(url: &str, count: u64, keep: &mut Vec<(Socket, Channel)>) -> Result<(), String> {
         let (tx, rx) = mpsc::channel();
-        let tx = Arc::new(Mutex::new(tx));
-        let left = Arc::new(AtomicU64::new(count));
         for _ in 0..count {
             let socket = Socket::new_shared(Config::new(url))?;
             socket.connect();
             let channel = socket.channel(TOPIC);
-            let (tx, left) = (tx.clone(), left.clone());
+            let tx = tx.clone();
             channel
                 .join(
                     Body::Json("{}".into()),
                     Some(Duration::from_secs(60)),
                     Box::new(move |status, _| {
-                        if status != Status::Ok || left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            let _ = tx.lock().unwrap().send(status);
-                        }
+                        let _ = tx.send(status);
                     }),
                 )
                 .map_err(|s| format!("join: {s:?}"))?;
             keep.push((socket, channel));
         }
-        match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(Status::Ok) => Ok(()),
-            other => Err(format!("join failed: {other:?}")),
+        for _ in 0..count {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(Status::Ok) => {}
+                other => return Err(format!("join failed: {other:?}")),
+            }
         }
+        Ok(())
     }
 
     fn memory(o: &Opts) -> Result<(), String> {
