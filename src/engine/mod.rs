@@ -23,6 +23,7 @@ mod actor;
 mod auth;
 mod config;
 mod connection;
+mod frames;
 mod handle;
 mod jitter;
 mod metrics;

@@ -20,6 +20,7 @@ use fast_map::FastMap;
 use outbound::{format_u64, send_binary, send_push_text, send_text};
 
 use super::connection::{self, Conn, Connector, Ws};
+use super::frames::Decimal;
 use super::handle::{lock, ChannelShared, SocketShared};
 use super::jitter::Jitter;
 use super::metrics::{Counters, SocketMetrics};
@@ -126,6 +127,10 @@ struct Chan {
     join_ref_text: String,
     /// The topic as a JSON string, escaped once for every push frame.
     topic_json: Box<str>,
+    /// The event name of the last JSON push and the part of its frame between ref and
+    /// payload (`protocol::write_push_middle`), kept for the pushes that repeat the name.
+    push_event: Option<Arc<str>>,
+    push_middle: String,
     join_timer: Option<TimerKey>,
     /// The user's `join()` completion, until the first attempt completes.
     join_completion: Option<OnReply>,
@@ -139,6 +144,22 @@ struct Chan {
     presence: PresenceTracker,
     /// A join attempt of this instance succeeded once: a later rejoin may have missed messages.
     was_joined: bool,
+}
+
+impl Chan {
+    /// Makes `push_middle` the part of a JSON push frame of `event` between its ref and its
+    /// payload.
+    fn prepare_push(&mut self, event: &Arc<str>) {
+        let same = self
+            .push_event
+            .as_ref()
+            .is_some_and(|e| Arc::ptr_eq(e, event) || **e == **event);
+        if !same {
+            self.push_middle.clear();
+            protocol::write_push_middle(&mut self.push_middle, &self.topic_json, event);
+            self.push_event = Some(event.clone());
+        }
+    }
 }
 
 /// How an operation ended: the status and, when the server answered, its reply.
@@ -214,6 +235,8 @@ struct Actor {
     /// A frame arrived since the pending heartbeat was sent: the server is not silent.
     heard_since_heartbeat: bool,
     next_ref: u64,
+    /// Decimal text of the refs pushes carry.
+    ref_text: Decimal,
     /// Boxed: a table of a few 320-byte entries would hold room for several in every socket.
     channels: FastMap<u64, Box<Chan>>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
@@ -274,6 +297,7 @@ pub(crate) async fn run(
         heartbeat_pending: None,
         heard_since_heartbeat: false,
         next_ref: 0,
+        ref_text: Decimal::default(),
         channels: FastMap::default(),
         by_topic: FastMap::default(),
         awaiting: FastMap::default(),
@@ -567,6 +591,8 @@ impl Actor {
                 join_ref: None,
                 join_ref_text: String::new(),
                 topic_json: topic_json.into(),
+                push_event: None,
+                push_middle: String::new(),
                 join_timer: None,
                 join_completion: None,
                 buffer: VecDeque::new(),

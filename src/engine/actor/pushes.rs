@@ -58,18 +58,29 @@ impl Actor {
         let Some(op) = self.pushes.get_mut(&op_id) else {
             return;
         };
-        let Some(ch) = self.channels.get(&op.channel) else {
+        let Some(ch) = self.channels.get_mut(&op.channel) else {
             return;
         };
         op.sent_ref = Some(r);
         self.awaiting.insert(r, Awaiting::Push(op_id));
         // The payload goes on the wire now; the operation keeps only its completion.
         let payload = std::mem::replace(&mut op.payload, Body::Json(String::new()));
-        let event = &op.event;
-        let jr = ch.join_ref_text.as_str();
         op.queued_at = match &payload {
-            Body::Json(json) => send_push_text(&mut self.conn, jr, r, &ch.topic_json, event, json),
-            Body::Binary(b) => send_binary(&mut self.conn, Some(jr), r, &ch.shared.topic, event, b),
+            Body::Json(json) => {
+                ch.prepare_push(&op.event);
+                let ref_ = self.ref_text.of(r);
+                send_push_text(
+                    &mut self.conn,
+                    &ch.join_ref_text,
+                    ref_,
+                    &ch.push_middle,
+                    json,
+                )
+            }
+            Body::Binary(b) => {
+                let (jr, topic) = (Some(ch.join_ref_text.as_str()), &ch.shared.topic);
+                send_binary(&mut self.conn, jr, r, topic, &op.event, b)
+            }
         };
     }
 
