@@ -11,9 +11,10 @@ use super::reclaim::Shrink;
 use std::collections::{BTreeMap, VecDeque};
 use tokio::time::Instant;
 
-/// Identifies an armed timer so its owner can cancel it.
+/// Identifies an armed timer so its owner can cancel it: deadline, arming order, and whether
+/// it went to the lane (never compared in effect: arming orders are unique).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct TimerKey(Instant, u64);
+pub(crate) struct TimerKey(Instant, u64, bool);
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +45,15 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
-        let key = TimerKey(at, self.seq);
         // Only push timeouts: they come in bulk and in order; a long-lived timer (heartbeat,
         // join) at the lane's front would make every cancel behind it a search.
         let in_order = self.lane.back().is_none_or(|(last, _)| last.0 <= at);
-        if in_order && matches!(timer, Timer::PushTimeout(_)) {
+        let key = TimerKey(
+            at,
+            self.seq,
+            in_order && matches!(timer, Timer::PushTimeout(_)),
+        );
+        if key.2 {
             self.lane.push_back((key, Some(timer)));
         } else {
             self.map.insert(key, timer);
@@ -60,7 +65,8 @@ impl Timers {
         let Some(key) = key else {
             return;
         };
-        if self.map.remove(&key).is_some() {
+        if !key.2 {
+            self.map.remove(&key);
             return;
         }
         // Mostly the front (timeouts complete in the order they were armed).

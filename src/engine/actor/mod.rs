@@ -15,9 +15,11 @@ mod joins;
 mod lifecycle;
 mod outbound;
 mod pushes;
+mod seq_map;
 
 use fast_map::FastMap;
 use outbound::{format_u64, send_binary, send_push_text, send_text};
+use seq_map::SeqMap;
 
 use super::connection::{self, Conn, Connector, Ws};
 use super::frames::Decimal;
@@ -241,8 +243,10 @@ struct Actor {
     channels: FastMap<u64, Box<Chan>>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
     by_topic: FastMap<Box<str>, Vec<u64>>,
-    awaiting: FastMap<u64, Awaiting>,
-    pushes: FastMap<u64, PushOp>,
+    /// Keyed by ref.
+    awaiting: SeqMap<Awaiting>,
+    /// Keyed by operation id.
+    pushes: SeqMap<PushOp>,
     next_op: u64,
     timers: Timers,
     sleep: Pin<Box<Sleep>>,
@@ -300,8 +304,8 @@ pub(crate) async fn run(
         ref_text: Decimal::default(),
         channels: FastMap::default(),
         by_topic: FastMap::default(),
-        awaiting: FastMap::default(),
-        pushes: FastMap::default(),
+        awaiting: SeqMap::default(),
+        pushes: SeqMap::default(),
         next_op: 0,
         timers: Timers::default(),
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
