@@ -22,6 +22,7 @@
 mod actor;
 mod auth;
 mod config;
+mod completion;
 mod connection;
 mod frames;
 mod handle;
@@ -37,6 +38,7 @@ mod types;
 mod url;
 
 pub(crate) use auth::check_headers;
+pub(crate) use completion::{Completion, RawCompletion};
 pub use auth::{
     auth_subprotocol, ConnectProvider, Credentials, ProvideReply, Provider, AUTH_TOKEN_PREFIX,
     PHOENIX_SUBPROTOCOL,

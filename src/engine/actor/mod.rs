@@ -31,7 +31,7 @@ use super::reclaim::Shrink;
 use super::runtime::{self, CallbackGuard};
 use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
-use super::Config;
+use super::{Completion, Config};
 use crate::protocol::{self, Frame, PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -65,7 +65,7 @@ pub(crate) enum Command {
         event: Arc<str>,
         payload: Body,
         deadline: Instant,
-        on_reply: OnReply,
+        on_reply: Completion,
     },
     Leave {
         channel: u64,
@@ -101,7 +101,7 @@ struct PushOp {
     channel: u64,
     event: Arc<str>,
     payload: Body,
-    on_reply: OnReply,
+    on_reply: Completion,
     timer: TimerKey,
     /// Set once sent: the ref its reply will carry.
     sent_ref: Option<u64>,
@@ -560,9 +560,10 @@ impl Actor {
                 self.commands.close();
                 while let Ok(cmd) = self.commands.try_recv() {
                     match cmd {
-                        Command::Join { on_reply, .. }
-                        | Command::Push { on_reply, .. }
-                        | Command::Leave { on_reply, .. } => {
+                        Command::Join { on_reply, .. } | Command::Leave { on_reply, .. } => {
+                            complete(on_reply, Outcome::of(Status::Closed))
+                        }
+                        Command::Push { on_reply, .. } => {
                             complete(on_reply, Outcome::of(Status::Closed))
                         }
                         Command::Shutdown(Some(other)) => other.send(),
@@ -712,6 +713,7 @@ fn call_user(f: impl FnOnce()) {
     });
 }
 
-fn complete(on_reply: OnReply, outcome: Outcome<'_>) {
-    call_user(|| on_reply(outcome.status, outcome.reply));
+fn complete(on_reply: impl Into<Completion>, outcome: Outcome<'_>) {
+    let on_reply = on_reply.into();
+    call_user(|| on_reply.call(outcome.status, outcome.reply));
 }

@@ -9,7 +9,7 @@ impl Actor {
         event: Arc<str>,
         payload: Body,
         deadline: Instant,
-        on_reply: OnReply,
+        on_reply: Completion,
     ) {
         // The handle checked the channel's state; one closed since (by another thread, or by
         // the server) closes the push too.
