@@ -103,9 +103,15 @@ mod tests {
         // SAFETY: `count` only reads the context's value.
         let make = || Completion::Raw(unsafe { RawCompletion::new(count, ctx) });
         make().call(Status::Ok, None);
-        assert_eq!((CALLS.load(Ordering::SeqCst), CLOSED.load(Ordering::SeqCst)), (1, 0));
+        assert_eq!(
+            (CALLS.load(Ordering::SeqCst), CLOSED.load(Ordering::SeqCst)),
+            (1, 0)
+        );
         drop(make());
-        assert_eq!((CALLS.load(Ordering::SeqCst), CLOSED.load(Ordering::SeqCst)), (2, 1));
+        assert_eq!(
+            (CALLS.load(Ordering::SeqCst), CLOSED.load(Ordering::SeqCst)),
+            (2, 1)
+        );
         make().disarm();
         assert_eq!(CALLS.load(Ordering::SeqCst), 2);
         assert!(std::mem::size_of::<Completion>() <= 24);

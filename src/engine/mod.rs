@@ -21,8 +21,8 @@
 
 mod actor;
 mod auth;
-mod config;
 mod completion;
+mod config;
 mod connection;
 mod frames;
 mod handle;
@@ -38,11 +38,11 @@ mod types;
 mod url;
 
 pub(crate) use auth::check_headers;
-pub(crate) use completion::{Completion, RawCompletion};
 pub use auth::{
     auth_subprotocol, ConnectProvider, Credentials, ProvideReply, Provider, AUTH_TOKEN_PREFIX,
     PHOENIX_SUBPROTOCOL,
 };
+pub(crate) use completion::{Completion, RawCompletion};
 pub use config::{millis, Config, TlsRoots};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
 pub use handle::{Channel, Socket, WaitError};
