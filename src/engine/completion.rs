@@ -13,10 +13,13 @@ pub(crate) type RawCall = fn([*const (); 2], Status, Option<ReplyRef<'_>>);
 /// socket's task stopped with it still queued). A call that refuses the operation at once
 /// [`disarms`](RawCompletion::disarm) it instead.
 pub(crate) struct RawCompletion {
+    /// [`spent`] once fired or disarmed (no flag: the enum [`Completion`] stays three words).
     call: RawCall,
     ctx: [*const (); 2],
-    armed: bool,
 }
+
+/// What a fired or disarmed [`RawCompletion`] calls.
+fn spent(_: [*const (); 2], _: Status, _: Option<ReplyRef<'_>>) {}
 
 // SAFETY: `RawCompletion::new`'s contract: `call` may run with `ctx` on any thread.
 unsafe impl Send for RawCompletion {}
@@ -25,30 +28,22 @@ impl RawCompletion {
     /// # Safety
     /// `call(ctx, ..)` must be sound on any thread, once, at any time until it is called.
     pub(crate) unsafe fn new(call: RawCall, ctx: [*const (); 2]) -> Self {
-        RawCompletion {
-            call,
-            ctx,
-            armed: true,
-        }
+        RawCompletion { call, ctx }
     }
 
     fn fire(&mut self, status: Status, reply: Option<ReplyRef<'_>>) {
-        if std::mem::take(&mut self.armed) {
-            (self.call)(self.ctx, status, reply);
-        }
+        std::mem::replace(&mut self.call, spent)(self.ctx, status, reply);
     }
 
     /// The operation was refused at once: it never completes.
     pub(crate) fn disarm(mut self) {
-        self.armed = false;
+        self.call = spent;
     }
 }
 
 impl Drop for RawCompletion {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = catch_unwind(AssertUnwindSafe(|| self.fire(Status::Closed, None)));
-        }
+        let _ = catch_unwind(AssertUnwindSafe(|| self.fire(Status::Closed, None)));
     }
 }
 

@@ -5,8 +5,7 @@
 //! key never holds the window open; so does a key inserted behind the window.
 
 use super::fast_map::FastMap;
-use crate::engine::reclaim::Shrink;
-use std::collections::VecDeque;
+use crate::engine::reclaim::{Shrink, FLOOR};
 
 /// Empty slots a window keeps before it moves its oldest keys out (see `compact`).
 const MAX_HOLES: usize = 64;
@@ -18,7 +17,7 @@ const MAX_GAP: u64 = 64;
 pub(super) struct SeqMap<V> {
     /// The key of `window[0]`.
     base: u64,
-    window: VecDeque<Option<V>>,
+    window: Ring<V>,
     /// Empty slots in `window`.
     holes: usize,
     /// Keys not in the window.
@@ -29,7 +28,7 @@ impl<V> Default for SeqMap<V> {
     fn default() -> Self {
         SeqMap {
             base: 0,
-            window: VecDeque::new(),
+            window: Ring::default(),
             holes: 0,
             map: FastMap::default(),
         }
@@ -39,11 +38,11 @@ impl<V> Default for SeqMap<V> {
 impl<V> SeqMap<V> {
     fn slot(&self, key: u64) -> Option<usize> {
         let i = key.checked_sub(self.base)?;
-        (i < self.window.len() as u64).then_some(i as usize)
+        (i < self.window.len as u64).then_some(i as usize)
     }
 
     pub(super) fn len(&self) -> usize {
-        self.window.len() - self.holes + self.map.len()
+        self.window.len - self.holes + self.map.len()
     }
 
     /// Entries the table has room for.
@@ -52,7 +51,7 @@ impl<V> SeqMap<V> {
     }
 
     pub(super) fn get(&self, key: &u64) -> Option<&V> {
-        if let Some(v) = self.slot(*key).and_then(|i| self.window[i].as_ref()) {
+        if let Some(v) = self.slot(*key).and_then(|i| self.window.get(i).as_ref()) {
             return Some(v);
         }
         if self.map.is_empty() {
@@ -63,8 +62,8 @@ impl<V> SeqMap<V> {
 
     pub(super) fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
         if let Some(i) = self.slot(*key) {
-            if self.window[i].is_some() {
-                return self.window[i].as_mut();
+            if self.window.get(i).is_some() {
+                return self.window.get_mut(i).as_mut();
             }
         }
         if self.map.is_empty() {
@@ -76,8 +75,8 @@ impl<V> SeqMap<V> {
     /// Inserts `value` under `key`, which must not be in the table.
     pub(super) fn insert(&mut self, key: u64, value: V) {
         debug_assert!(self.get(&key).is_none(), "key {key} inserted twice");
-        let mut end = self.base + self.window.len() as u64;
-        if key > end + MAX_GAP || self.window.is_empty() {
+        let mut end = self.base + self.window.len as u64;
+        if key > end + MAX_GAP || self.window.len == 0 {
             // Far ahead (or nothing before it): the window restarts here, its entries move to
             // the map (each at most once).
             self.evict_all();
@@ -90,8 +89,8 @@ impl<V> SeqMap<V> {
                 self.holes += 1;
             }
             self.window.push_back(Some(value));
-        } else if let Some(i) = self.slot(key).filter(|&i| self.window[i].is_none()) {
-            self.window[i] = Some(value);
+        } else if let Some(i) = self.slot(key).filter(|&i| self.window.get(i).is_none()) {
+            *self.window.get_mut(i) = Some(value);
             self.holes -= 1;
         } else {
             self.map.insert(key, value);
@@ -100,10 +99,14 @@ impl<V> SeqMap<V> {
 
     pub(super) fn remove(&mut self, key: &u64) -> Option<V> {
         if let Some(i) = self.slot(*key) {
-            if let Some(v) = self.window[i].take() {
+            if let Some(v) = self.window.get_mut(i).take() {
                 self.holes += 1;
-                self.trim();
-                self.compact();
+                if i == 0 {
+                    self.trim();
+                }
+                if self.holes > MAX_HOLES {
+                    self.compact();
+                }
                 return Some(v);
             }
         }
@@ -125,8 +128,8 @@ impl<V> SeqMap<V> {
 
     /// Drops empty slots from the window's front.
     fn trim(&mut self) {
-        while let Some(None) = self.window.front() {
-            self.window.pop_front();
+        while self.window.len > 0 && self.window.get(0).is_none() {
+            self.window.skip_front();
             self.base += 1;
             self.holes -= 1;
         }
@@ -135,10 +138,10 @@ impl<V> SeqMap<V> {
     /// Keeps empty slots from outnumbering the entries: the oldest entries (what holds the
     /// window open) move to the map until they do not. Each entry moves at most once.
     fn compact(&mut self) {
-        if self.holes <= MAX_HOLES || self.holes * 2 <= self.window.len() {
+        if self.holes <= MAX_HOLES || self.holes * 2 <= self.window.len {
             return;
         }
-        while self.holes * 2 > self.window.len() {
+        while self.holes * 2 > self.window.len {
             match self.window.pop_front() {
                 Some(Some(v)) => {
                     self.map.insert(self.base, v);
@@ -154,7 +157,7 @@ impl<V> SeqMap<V> {
     /// Entries in key order for the window, then the map's in no order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         let base = self.base;
-        let window = self.window.iter().enumerate();
+        let window = (0..self.window.len).map(|i| self.window.get(i)).enumerate();
         window
             .filter_map(move |(i, v)| v.as_ref().map(|v| (base + i as u64, v)))
             .chain(self.map.iter().map(|(k, v)| (*k, v)))
@@ -167,7 +170,8 @@ impl<V> SeqMap<V> {
     /// Keeps the entries for which `keep` returns true.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
         let base = self.base;
-        for (i, slot) in self.window.iter_mut().enumerate() {
+        for i in 0..self.window.len {
+            let slot = self.window.get_mut(i);
             if slot.as_mut().is_some_and(|v| !keep(&(base + i as u64), v)) {
                 *slot = None;
                 self.holes += 1;
@@ -180,13 +184,13 @@ impl<V> SeqMap<V> {
 
     /// Removes and returns every entry (the window's in key order).
     pub(super) fn drain(&mut self) -> impl Iterator<Item = (u64, V)> {
-        let base = self.base;
-        let window = std::mem::take(&mut self.window);
-        let mut all: Vec<(u64, V)> = window
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (base + i as u64, v)))
-            .collect();
+        let mut all: Vec<(u64, V)> = Vec::with_capacity(self.len());
+        while let Some(slot) = self.window.pop_front() {
+            if let Some(v) = slot {
+                all.push((self.base, v));
+            }
+            self.base += 1;
+        }
         all.extend(self.map.drain());
         self.holes = 0;
         all.into_iter()
@@ -197,6 +201,89 @@ impl<V> Shrink for SeqMap<V> {
     fn reclaim(&mut self) {
         self.window.reclaim();
         self.map.reclaim();
+    }
+}
+
+/// A ring of slots (`VecDeque` moves a whole slot to drop an empty one from the front; this
+/// only steps its head).
+struct Ring<V> {
+    /// Empty or a power of two long.
+    buf: Vec<Option<V>>,
+    head: usize,
+    len: usize,
+}
+
+impl<V> Default for Ring<V> {
+    fn default() -> Self {
+        Ring {
+            buf: Vec::new(),
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<V> Ring<V> {
+    fn index(&self, i: usize) -> usize {
+        (self.head + i) & (self.buf.len() - 1)
+    }
+
+    fn get(&self, i: usize) -> &Option<V> {
+        &self.buf[self.index(i)]
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut Option<V> {
+        let i = self.index(i);
+        &mut self.buf[i]
+    }
+
+    fn push_back(&mut self, slot: Option<V>) {
+        if self.len == self.buf.len() {
+            self.resize((self.len * 2).max(4));
+        }
+        *self.get_mut(self.len) = slot;
+        self.len += 1;
+    }
+
+    /// Drops the front slot, which is empty.
+    fn skip_front(&mut self) {
+        debug_assert!(self.get(0).is_none());
+        self.head = self.index(1);
+        self.len -= 1;
+    }
+
+    fn pop_front(&mut self) -> Option<Option<V>> {
+        if self.len == 0 {
+            return None;
+        }
+        let slot = self.get_mut(0).take();
+        self.head = self.index(1);
+        self.len -= 1;
+        Some(slot)
+    }
+
+    /// Moves the slots to a ring of `capacity` (a power of two, at least `len`).
+    fn resize(&mut self, capacity: usize) {
+        let mut buf = Vec::with_capacity(capacity);
+        for i in 0..self.len {
+            buf.push(self.get_mut(i).take());
+        }
+        buf.resize_with(capacity, || None);
+        self.buf = buf;
+        self.head = 0;
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl<V> Shrink for Ring<V> {
+    fn reclaim(&mut self) {
+        let want = (self.len * 2).max(FLOOR).next_power_of_two();
+        if self.buf.len() > want * 2 {
+            self.resize(want);
+        }
     }
 }
 
@@ -253,7 +340,7 @@ mod tests {
                 _ => assert_eq!(m.remove(&(next + 1)), None),
             }
             assert_eq!(m.len(), oracle.len());
-            assert!(m.holes <= MAX_HOLES.max(m.window.len() / 2), "{step}");
+            assert!(m.holes <= MAX_HOLES.max(m.window.len / 2), "{step}");
         }
         let mut all: Vec<(u64, u64)> = m.iter().map(|(k, v)| (k, *v)).collect();
         all.sort_unstable();
@@ -277,9 +364,27 @@ mod tests {
             m.insert(k, 0);
             m.remove(&k);
         }
-        assert!(m.window.len() <= 2 * MAX_HOLES, "{}", m.window.len());
+        assert!(m.window.len <= 2 * MAX_HOLES, "{}", m.window.len);
         assert_eq!((m.get(&1), m.len()), (Some(&1), 1));
         assert_eq!(m.remove(&1), Some(1));
         assert_eq!(m.len(), 0);
+    }
+
+    /// The room a burst took is given back at the next reclaim; what is left stays.
+    #[test]
+    fn a_burst_gives_its_room_back() {
+        let mut m: SeqMap<u64> = SeqMap::default();
+        for k in 0..5000 {
+            m.insert(k, k);
+        }
+        for k in 0..4990 {
+            assert_eq!(m.remove(&k), Some(k));
+        }
+        assert!(m.capacity() >= 5000);
+        m.reclaim();
+        assert!(m.capacity() <= 4 * FLOOR, "{}", m.capacity());
+        assert!((4990..5000).all(|k| m.get(&k) == Some(&k)));
+        m.reclaim();
+        assert!((4990..5000).all(|k| m.remove(&k) == Some(k)));
     }
 }
