@@ -35,6 +35,7 @@ use super::{Completion, Config};
 use crate::protocol::{self, Frame, PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -104,9 +105,24 @@ struct PushOp {
     on_reply: Completion,
     timer: TimerKey,
     /// Set once sent: the ref its reply will carry.
-    sent_ref: Option<u64>,
+    sent_ref: Option<NonZeroU64>,
     /// Its frame's position in the connection's write queue, once sent.
-    queued_at: Option<u64>,
+    queued_at: Option<QueuedAt>,
+}
+
+/// A frame's position in the write queue, plus one (so an `Option` of it takes no more room:
+/// a push's state is moved whole between its tables).
+#[derive(Clone, Copy)]
+struct QueuedAt(NonZeroU64);
+
+impl QueuedAt {
+    fn new(position: u64) -> Option<Self> {
+        NonZeroU64::new(position.wrapping_add(1)).map(QueuedAt)
+    }
+
+    fn position(self) -> u64 {
+        self.0.get() - 1
+    }
 }
 
 /// What a ref awaiting a reply belongs to.

@@ -66,7 +66,7 @@ impl Actor {
         }
         self.next_ref += 1;
         let r = self.next_ref;
-        op.sent_ref = Some(r);
+        op.sent_ref = NonZeroU64::new(r);
         self.awaiting.insert(r, Awaiting::Push(op_id));
         // The payload goes on the wire now; the operation keeps only its completion.
         let payload = std::mem::replace(&mut op.payload, Body::Json(String::new()));
@@ -75,11 +75,11 @@ impl Actor {
                 ch.prepare_push(&op.event);
                 let ref_ = self.ref_text.of(r);
                 let (jr, middle) = (&ch.join_ref_text, &ch.push_middle);
-                send_push_text(&mut self.conn, jr, ref_, middle, json)
+                send_push_text(&mut self.conn, jr, ref_, middle, json).and_then(QueuedAt::new)
             }
             Body::Binary(b) => {
                 let (jr, topic) = (Some(ch.join_ref_text.as_str()), &ch.shared.topic);
-                send_binary(&mut self.conn, jr, r, topic, &op.event, b)
+                send_binary(&mut self.conn, jr, r, topic, &op.event, b).and_then(QueuedAt::new)
             }
         };
     }
@@ -92,9 +92,9 @@ impl Actor {
         };
         match p.sent_ref {
             Some(r) => {
-                self.awaiting.remove(&r);
+                self.awaiting.remove(&r.get());
                 if let (Some(conn), Some(at)) = (&mut self.conn, p.queued_at) {
-                    conn.withdraw(at);
+                    conn.withdraw(at.position());
                 }
             }
             None => {
