@@ -90,7 +90,7 @@ fi
 [ "$REQRESP" -ge 1 ] && [ "$REQRESP" -le 10000000 ] || die "--reqresp must be 1..10000000"
 [ "$WINDOW" -ge 1 ] && [ "$WINDOW" -le 100000 ] || die "--window must be 1..100000"
 [ "$LATENCY" -ge 1 ] && [ "$LATENCY" -le 1000000 ] || die "--latency must be 1..1000000"
-[ "$SOCKETS" -ge 1 ] && [ "$SOCKETS" -le 5000 ] || die "--sockets must be 1..5000"
+[ "$SOCKETS" -ge 1 ] && [ "$SOCKETS" -le 10000 ] || die "--sockets must be 1..10000"
 [ "$INSTR" = 0 ] || { [ "$INSTR" -ge 1000 ] && [ "$INSTR" -le 2000000 ]; } || die "--instr must be 0 or 1000..2000000"
 for c in ${CLIENTS//,/ }; do
   case "$c" in floor|engine|c-cb|c-queue|c-batch|phoenix-js|pcc|pcc09) ;; *) die "unknown client $c" ;; esac
@@ -280,8 +280,8 @@ say "all runs done in $(( $(date +%s) - started )) s"
 
 # ---- deterministic counts (callgrind) ---------------------------------------------------------
 # Load-independent: under callgrind the client's threads run one at a time.
-INSTR_CLIENTS=$(tr ',' '\n' <<<"$CLIENTS" | grep -v '^phoenix-js$' | paste -sd, -)
-INSTR_SCENARIOS=$(tr ',' '\n' <<<"$SCENARIOS" | grep -E '^(recv|reqresp)$' | paste -sd, -)
+INSTR_CLIENTS=$( { tr ',' '\n' <<<"$CLIENTS" | grep -v '^phoenix-js$' || true; } | paste -sd, -)
+INSTR_SCENARIOS=$( { tr ',' '\n' <<<"$SCENARIOS" | grep -E '^(recv|reqresp)$' || true; } | paste -sd, -)
 if [ "$INSTR" -gt 0 ] && [ -n "$INSTR_CLIENTS" ] && [ -n "$INSTR_SCENARIOS" ]; then
   say "counting instructions under callgrind (N = $INSTR)"
   scripts/bench-instr.sh --n "$INSTR" --clients "$INSTR_CLIENTS" --scenarios "$INSTR_SCENARIOS" \
