@@ -36,11 +36,13 @@ impl<V> Default for SeqMap<V> {
 }
 
 impl<V> SeqMap<V> {
+    #[inline]
     fn slot(&self, key: u64) -> Option<usize> {
         let i = key.checked_sub(self.base)?;
         (i < self.window.len as u64).then_some(i as usize)
     }
 
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.window.len - self.holes + self.map.len()
     }
@@ -50,6 +52,7 @@ impl<V> SeqMap<V> {
         self.window.capacity() + self.map.capacity()
     }
 
+    #[inline]
     pub(super) fn get(&self, key: &u64) -> Option<&V> {
         if let Some(v) = self.slot(*key).and_then(|i| self.window.get(i).as_ref()) {
             return Some(v);
@@ -60,6 +63,7 @@ impl<V> SeqMap<V> {
         self.map.get(key)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, key: &u64) -> Option<&mut V> {
         if let Some(i) = self.slot(*key) {
             if self.window.get(i).is_some() {
@@ -73,6 +77,7 @@ impl<V> SeqMap<V> {
     }
 
     /// Inserts `value` under `key`, which must not be in the table.
+    #[inline]
     pub(super) fn insert(&mut self, key: u64, value: V) {
         debug_assert!(self.get(&key).is_none(), "key {key} inserted twice");
         let mut end = self.base + self.window.len as u64;
@@ -97,6 +102,7 @@ impl<V> SeqMap<V> {
         }
     }
 
+    #[inline]
     pub(super) fn remove(&mut self, key: &u64) -> Option<V> {
         if let Some(i) = self.slot(*key) {
             if let Some(v) = self.window.get_mut(i).take() {
@@ -127,6 +133,7 @@ impl<V> SeqMap<V> {
     }
 
     /// Drops empty slots from the window's front.
+    #[inline]
     fn trim(&mut self) {
         while self.window.len > 0 && self.window.get(0).is_none() {
             self.window.skip_front();
@@ -224,19 +231,23 @@ impl<V> Default for Ring<V> {
 }
 
 impl<V> Ring<V> {
+    #[inline]
     fn index(&self, i: usize) -> usize {
         (self.head + i) & (self.buf.len() - 1)
     }
 
+    #[inline]
     fn get(&self, i: usize) -> &Option<V> {
         &self.buf[self.index(i)]
     }
 
+    #[inline]
     fn get_mut(&mut self, i: usize) -> &mut Option<V> {
         let i = self.index(i);
         &mut self.buf[i]
     }
 
+    #[inline]
     fn push_back(&mut self, slot: Option<V>) {
         if self.len == self.buf.len() {
             self.resize((self.len * 2).max(4));
@@ -246,6 +257,7 @@ impl<V> Ring<V> {
     }
 
     /// Drops the front slot, which is empty.
+    #[inline]
     fn skip_front(&mut self) {
         debug_assert!(self.get(0).is_none());
         self.head = self.index(1);
