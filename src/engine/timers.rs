@@ -69,13 +69,13 @@ impl Timers {
             self.map.remove(&key);
             return;
         }
-        // Mostly the front (timeouts complete in the order they were armed).
-        let i = match self.lane.front() {
-            Some((front, _)) if *front == key => 0,
-            _ => match self.lane.binary_search_by(|(k, _)| k.1.cmp(&key.1)) {
-                Ok(i) => i,
-                Err(_) => return,
-            },
+        // Mostly the front (timeouts complete in the order they were armed): popped at once.
+        if self.lane.front().is_some_and(|(front, _)| front.1 == key.1) {
+            self.lane.pop_front();
+            return self.trim();
+        }
+        let Ok(i) = self.lane.binary_search_by(|(k, _)| k.1.cmp(&key.1)) else {
+            return;
         };
         if self.lane[i].1.take().is_none() {
             return; // cancelled before
