@@ -297,17 +297,14 @@ pub(crate) fn run(
     shared: Arc<SocketShared>,
     connector: Arc<dyn Connector>,
 ) -> impl Future<Output = ()> + Send {
-    // Made outside the task's body, so dropped with the task even if it never ran: if the
-    // runtime drops the task before a shutdown, later sends fail (and drop their
-    // completions) instead of queueing for nobody.
-    let close = CloseOnDrop(shared.clone());
-    async move {
-        let _close = close;
-        run_actor(shared, connector).await
-    }
+    // An argument of the task's future, so dropped with it even if it never ran (and after
+    // the actor's state otherwise): if the runtime drops the task before a shutdown, later
+    // sends fail (and drop their completions) instead of queueing for nobody.
+    run_actor(CloseOnDrop(shared), connector)
 }
 
-async fn run_actor(shared: Arc<SocketShared>, connector: Arc<dyn Connector>) {
+async fn run_actor(close: CloseOnDrop, connector: Arc<dyn Connector>) {
+    let shared = close.0.clone();
     let jitter = Jitter::new(shared.config.jitter_seed);
     let mut actor = Actor {
         shared,
