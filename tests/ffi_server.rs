@@ -480,6 +480,59 @@ fn replies_are_never_dropped() {
     }
 }
 
+/// Tagged pushes still pending when their channel closes complete exactly once each, with
+/// `PHX_ERR_CLOSED`, into the queue, although no handle of the channel is left.
+#[test]
+fn pending_tagged_pushes_complete_once_after_their_handle_is_freed() {
+    let server = Server::start();
+    unsafe {
+        let s = connected(&server.url);
+        assert_eq!(phx_socket_events_enable(s, 256, None, null_mut(), None), OK);
+        let ch = joined(s, "room:pending");
+        let id = phx_channel_id(ch);
+        for tag in 1..=10 {
+            assert_eq!(
+                phx_channel_push_tagged(ch, c("noreply").as_ptr(), c("{}").as_ptr(), 60_000, tag),
+                OK
+            );
+        }
+        assert_eq!(phx_channel_leave_tagged(ch, 0, 100), OK);
+        phx_channel_free(ch);
+        let mut others = Vec::new();
+        let closed = next_matching(s, T, &mut others, |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_CHANNEL_STATE as u32
+                && e.state == phx_channel_state_t::PHX_CHANNEL_CLOSED as u32
+        });
+        assert!(closed.is_some(), "the channel closes");
+        // The leave's own reply may come after the close: wait for it, then for a probe sent
+        // after it, so that any late second completion would be queued before the probe's.
+        if !others.iter().any(|e| e.kind == REPLY && e.tag == 100) {
+            let leave = next_matching(s, T, &mut others, |e| e.kind == REPLY && e.tag == 100);
+            others.extend(leave);
+        }
+        assert_eq!(phx_socket_probe_tagged(s, 999), OK);
+        let probe = next_matching(s, T, &mut others, |e| {
+            e.kind == phx_event_kind_t::PHX_EVENT_PROBE as u32
+        });
+        assert!(probe.is_some());
+        let mut replies: Vec<(u64, u32)> = others
+            .iter()
+            .filter(|e| e.kind == REPLY && e.tag != 100)
+            .map(|e| {
+                assert_eq!(e.channel_id, id);
+                assert_eq!(e.topic.as_deref(), Some("room:pending"));
+                (e.tag, e.status)
+            })
+            .collect();
+        replies.sort();
+        let closed = phx_status_t::PHX_ERR_CLOSED as u32;
+        assert_eq!(replies, (1..=10).map(|t| (t, closed)).collect::<Vec<_>>());
+        phx_socket_free(s);
+    }
+}
+
+const REPLY: u32 = phx_event_kind_t::PHX_EVENT_REPLY as u32;
+
 // ---- re-entrancy -------------------------------------------------------------------------------
 
 struct Ctx {
@@ -963,6 +1016,15 @@ fn failing_calls_never_complete() {
         refused(phx_channel_join(never, null(), 0, f, ud), ud);
         assert_eq!(phx_channel_join_tagged(never, null(), 0, 7), STATE);
         assert_eq!(phx_channel_leave_tagged(never, 0, 8), STATE);
+        let (ev, json) = (c("echo"), c("{}"));
+        assert_eq!(
+            phx_channel_push_tagged(never, ev.as_ptr(), json.as_ptr(), 0, 11),
+            STATE
+        );
+        assert_eq!(
+            phx_channel_push_binary_tagged(never, ev.as_ptr(), null(), 0, 0, 12),
+            STATE
+        );
         assert_eq!(phx_channel_join_wait(never, null(), 0, null_mut()), STATE);
         assert_eq!(phx_channel_leave_wait(never, 0), STATE);
 
@@ -979,6 +1041,14 @@ fn failing_calls_never_complete() {
             ud,
         );
         assert_eq!(phx_channel_leave_tagged(ch, 0, 9), STATE);
+        assert_eq!(
+            phx_channel_push_tagged(ch, ev.as_ptr(), json.as_ptr(), 0, 13),
+            STATE
+        );
+        assert_eq!(
+            phx_channel_push_binary_tagged(ch, ev.as_ptr(), null(), 0, 0, 14),
+            STATE
+        );
 
         // Exactly the two accepted leaves complete, and no tagged reply is queued.
         assert!(wait_until(T, || completions.count(|_| true) == 2));

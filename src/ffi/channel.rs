@@ -6,7 +6,7 @@ use super::callbacks::{
     callback_completion, phx_channel_handler_ex_t, phx_channel_handler_t, phx_free_fn,
     phx_reply_cb, read_sized, submit, CallbackSink, ChannelRegistration, CompletionSink,
 };
-use super::handles::{live, phx_channel_t, phx_socket_t, socket_arg};
+use super::handles::{live, phx_channel_t, phx_socket_t, socket_arg, ChannelHub};
 use super::queue::QueueSink;
 use super::status::phx_status_t;
 use super::types::channel_state;
@@ -14,7 +14,7 @@ use super::util::{
     arc_from_raw, arc_into_raw, c_slice, c_str, guard, guard_or, handle_ref, op_timeout, opt_c_str,
     out_ptr, write_out, FfiResult, UserData,
 };
-use crate::engine::{Body, ChannelState};
+use crate::engine::{Body, ChannelState, Completion, RawCompletion, ReplyRef, Status};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
@@ -59,6 +59,58 @@ fn push_callback_op(
     c.channel
         .push_with(event, body, op_timeout(timeout_ms), on_reply)
         .map_err(phx_status_t::from)
+}
+
+/// [`push_op`] completing into the socket's event queue as a `PHX_EVENT_REPLY` carrying
+/// `tag`, with no allocation for the completion (on 64-bit targets, where the tag fits in a
+/// word of its context): the context is one strong reference to the channel's hub (its id and
+/// topic, and a weak reference to the socket's state that holds the queue) and the tag. The
+/// reference is released when the completion fires, or here when the push is refused at once
+/// (the completion is then disarmed and never fires). A completion that fires after
+/// `phx_socket_free` finds the queue closed, or the socket's state gone, and reports nothing.
+fn push_tagged_op(
+    c: &phx_channel_t,
+    event: &str,
+    body: Body,
+    timeout_ms: u64,
+    tag: u64,
+) -> FfiResult {
+    #[cfg(target_pointer_width = "64")]
+    {
+        if c.core.events.get().is_none() {
+            return Err(phx_status_t::PHX_ERR_STATE);
+        }
+        let hub = Arc::into_raw(c.hub.clone());
+        let ctx = [hub.cast::<()>(), std::ptr::without_provenance(tag as usize)];
+        // SAFETY: `fire_tagged` takes the hub reference back exactly once, on any thread, and
+        // touches nothing else the context does not keep alive.
+        let on_reply = Completion::Raw(unsafe { RawCompletion::new(fire_tagged, ctx) });
+        c.channel
+            .push_with(event, body, op_timeout(timeout_ms), on_reply)
+            .map_err(|status| {
+                // SAFETY: refused at once, so the completion was disarmed and its reference,
+                // taken above, was not released by `fire_tagged`.
+                unsafe { Arc::decrement_strong_count(hub) };
+                phx_status_t::from(status)
+            })
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    push_op(c, event, body, timeout_ms, tagged(c, tag)?)
+}
+
+/// A tagged push's outcome into its socket's queue, unless the socket's state is gone.
+#[cfg(target_pointer_width = "64")]
+fn fire_tagged(ctx: [*const (); 2], status: Status, reply: Option<ReplyRef<'_>>) {
+    // SAFETY: `push_tagged_op` stored one strong reference of the hub in `ctx[0]`; a
+    // `RawCompletion` fires once, so it is taken back once.
+    let hub = unsafe { Arc::from_raw(ctx[0].cast::<ChannelHub>()) };
+    let tag = ctx[1].addr() as u64;
+    let Some(core) = hub.core.upgrade() else {
+        return;
+    };
+    if let Some(queue) = core.events.get() {
+        queue.push_reply(tag, hub.id, &hub.topic, status, reply.as_ref());
+    }
 }
 
 pub(crate) fn leave_op(
@@ -373,7 +425,7 @@ pub unsafe extern "C" fn phx_channel_push_tagged(
         let c = live(c)?;
         let event = c_str(event)?;
         let body = Body::Json(c_str(payload_json)?.to_owned());
-        push_op(c, event, body, timeout_ms, tagged(c, tag)?)
+        push_tagged_op(c, event, body, timeout_ms, tag)
     })
 }
 
@@ -393,7 +445,7 @@ pub unsafe extern "C" fn phx_channel_push_binary_tagged(
         let c = live(c)?;
         let event = c_str(event)?;
         let body = Body::Binary(c_slice(data, len)?.to_vec());
-        push_op(c, event, body, timeout_ms, tagged(c, tag)?)
+        push_tagged_op(c, event, body, timeout_ms, tag)
     })
 }
 

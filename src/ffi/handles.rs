@@ -121,6 +121,7 @@ impl SocketCore {
                 let hub = Arc::new(ChannelHub {
                     id,
                     topic: channel.topic().into(),
+                    core: Arc::downgrade(self),
                     slot: Mutex::new(HubSlot {
                         user: None,
                         retired: false,
@@ -204,6 +205,9 @@ pub struct phx_channel_t {
 pub(crate) struct ChannelHub {
     pub(crate) id: u64,
     pub(crate) topic: Arc<str>,
+    /// The socket's shared state, for completions that report into its event queue; weak, so
+    /// that a completion still pending keeps neither the socket's state nor its queue alive.
+    pub(crate) core: Weak<SocketCore>,
     slot: Mutex<HubSlot>,
 }
 

@@ -712,6 +712,30 @@ impl EventQueue {
         );
     }
 
+    /// The outcome of a `*_tagged` operation: a `PHX_EVENT_REPLY` (never dropped).
+    pub(crate) fn push_reply(
+        self: &Arc<Self>,
+        tag: u64,
+        channel_id: u64,
+        topic: &str,
+        status: Status,
+        reply: Option<&ReplyRef<'_>>,
+    ) {
+        self.push(
+            &EventSpec {
+                kind: phx_event_kind_t::PHX_EVENT_REPLY as u32,
+                status: phx_status_t::from(status) as u32,
+                tag,
+                channel_id,
+                topic: Some(topic),
+                reply_status: reply.map(|r| r.status),
+                payload: reply.map(|r| r.response),
+                ..EventSpec::default()
+            },
+            false,
+        );
+    }
+
     /// A probe's outcome (never dropped, as replies are not).
     pub(crate) fn push_probe(self: &Arc<Self>, tag: u64, status: u32, rtt_us: u64) {
         self.push(
@@ -743,19 +767,8 @@ pub(crate) struct QueueSink {
 
 impl CompletionSink for QueueSink {
     fn complete(&self, status: Status, reply: Option<&ReplyRef<'_>>) {
-        self.queue.push(
-            &EventSpec {
-                kind: phx_event_kind_t::PHX_EVENT_REPLY as u32,
-                status: phx_status_t::from(status) as u32,
-                tag: self.tag,
-                channel_id: self.channel_id,
-                topic: Some(&self.topic),
-                reply_status: reply.map(|r| r.status),
-                payload: reply.map(|r| r.response),
-                ..EventSpec::default()
-            },
-            false,
-        );
+        self.queue
+            .push_reply(self.tag, self.channel_id, &self.topic, status, reply);
     }
 }
 

@@ -551,12 +551,62 @@ static void test_batched_take(void) {
     h_server_stop(srv);
 }
 
+/* ---- tagged pushes outlive their handles ------------------------------------------------- */
+
+/* Takes events until the reply carrying `tag`; returns its status. */
+static uint32_t reply_of(phx_socket_t *s, uint64_t tag) {
+    for (;;) {
+        phx_event_t *ev = NULL;
+        H_OK(phx_socket_next_event(s, H_WAIT_MS, &ev));
+        if (ev->kind == PHX_EVENT_REPLY && ev->tag == tag) {
+            uint32_t status = ev->status;
+            phx_event_free(ev);
+            return status;
+        }
+        phx_event_free(ev);
+    }
+}
+
+/* A tagged push completes into the queue after its channel handle is freed; one refused at
+ * once holds nothing (no leak under valgrind); pending ones at phx_socket_free complete into
+ * the freed queue after the handles and the socket are gone (no use after free under
+ * valgrind and ASan). */
+static void test_tagged_pushes_outlive_handles(void) {
+    h_server *srv = h_server_start();
+    phx_socket_t *s = h_socket(srv, NULL, 0);
+    phx_channel_t *c = NULL, *never = NULL;
+    uint64_t tag;
+
+    H_OK(phx_socket_events_enable(s, 256, NULL, NULL, NULL));
+    h_connect(s);
+    H_OK(phx_socket_channel(s, "room:outlive", &c));
+    H_OK(phx_channel_join_tagged(c, NULL, H_OP_MS, 1));
+    H_STATUS(reply_of(s, 1), PHX_OK);
+
+    for (tag = 10; tag < 20; tag++) H_OK(phx_channel_push_tagged(c, "noreply", "{}", 60000, tag));
+    H_OK(phx_channel_push_tagged(c, "echo", "{\"x\":1}", H_OP_MS, 20));
+    phx_channel_free(c);
+    H_STATUS(reply_of(s, 20), PHX_OK);
+
+    H_OK(phx_socket_channel(s, "room:never", &never));
+    for (tag = 30; tag < 130; tag++) {
+        H_STATUS(phx_channel_push_tagged(never, "echo", "{}", H_OP_MS, tag), PHX_ERR_STATE);
+        H_STATUS(phx_channel_push_binary_tagged(never, "echo", NULL, 0, H_OP_MS, tag), PHX_ERR_STATE);
+    }
+    phx_channel_free(never);
+
+    /* Ten pushes still pending, no handle left: they complete after the queue is closed. */
+    phx_socket_free(s);
+    h_server_stop(srv);
+}
+
 static const h_case cases[] = {
     H_CASE(dart_wake_pattern),
     H_CASE(event_fd_poll),
     H_CASE(overflow),
     H_CASE(queue_rules),
     H_CASE(batched_take),
+    H_CASE(tagged_pushes_outlive_handles),
 };
 
 H_MAIN(cases)
