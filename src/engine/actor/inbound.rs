@@ -30,7 +30,7 @@ impl Actor {
                 ),
             },
             WsMessage::Close(frame) => {
-                self.close_reason = Some(match frame {
+                self.close_reason = Some(Box::new(match frame {
                     Some(f) => DisconnectReason::CloseFrame {
                         code: f.code.into(),
                         reason: f.reason.to_string(),
@@ -39,7 +39,7 @@ impl Actor {
                         code: 1005,
                         reason: String::new(),
                     },
-                });
+                }));
             }
             _ => {}
         }
@@ -108,7 +108,9 @@ impl Actor {
         let Some(r) = frame.ref_.as_deref().and_then(|r| r.parse::<u64>().ok()) else {
             return;
         };
-        if frame.topic == protocol::PHOENIX_TOPIC && self.heartbeat_pending == Some(r) {
+        if frame.topic == protocol::PHOENIX_TOPIC
+            && self.heartbeat_pending.is_some_and(|p| p.get() == r)
+        {
             return self.heartbeat_answered();
         }
         let Some(&what) = self.awaiting.get(&r) else {
