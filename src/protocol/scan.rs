@@ -32,9 +32,15 @@ pub fn scan_text(text: &str) -> Option<Decoded<'_>> {
     if *b.get(i)? != b'[' {
         return None;
     }
-    let (join_ref, i) = field(text, i + 1)?;
-    let (ref_, i) = field(text, comma(b, i)?)?;
-    let (topic, i) = field(text, comma(b, i)?)?;
+    // A server push or broadcast carries neither ref: one comparison for both.
+    let (join_ref, ref_, i) = if b.get(i + 1..i + 11) == Some(b"null,null,") {
+        (None, None, i + 11)
+    } else {
+        let (join_ref, i) = field(text, i + 1)?;
+        let (ref_, i) = field(text, comma(b, i)?)?;
+        (join_ref, ref_, comma(b, i)?)
+    };
+    let (topic, i) = field(text, i)?;
     let (event, i) = field(text, comma(b, i)?)?;
     let (topic, event) = (topic?, event?);
     let start = ws(b, comma(b, i)?);
@@ -295,12 +301,41 @@ fn literal_end<const N: usize>(b: &[u8], i: usize, word: &[u8; N]) -> Option<usi
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => Some(string_end(b, i)?.0),
-        b'{' | b'[' => container_end(b, i),
+        b'{' => object_end(b, i),
+        b'[' => container_end(b, i),
         b'-' | b'0'..=b'9' => number_end(b, i),
         b't' => literal_end(b, i, b"true"),
         b'f' => literal_end(b, i, b"false"),
         b'n' => literal_end(b, i, b"null"),
         _ => None,
+    }
+}
+
+/// An object opening at `i`: the position after it. Its members' values are read here unless
+/// they are containers (then [`container_end`]): most payloads are one flat object, and this
+/// loop is cheaper than the general one.
+fn object_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut i = ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        return Some(i + 1);
+    }
+    loop {
+        i = key_end(b, i)?;
+        i = match *b.get(i)? {
+            b'"' => string_end(b, i)?.0,
+            b'{' | b'[' => container_end(b, i)?,
+            b'-' | b'0'..=b'9' => number_end(b, i)?,
+            b't' => literal_end(b, i, b"true")?,
+            b'f' => literal_end(b, i, b"false")?,
+            b'n' => literal_end(b, i, b"null")?,
+            _ => return None,
+        };
+        i = ws(b, i);
+        match *b.get(i)? {
+            b',' => i = ws(b, i + 1),
+            b'}' => return Some(i + 1),
+            _ => return None,
+        }
     }
 }
 
@@ -423,12 +458,19 @@ fn fraction_end(b: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
+/// The first byte from `i` that is not a decimal digit (or the end), eight bytes at a time.
 #[inline(always)]
 fn digits_end(b: &[u8], mut i: usize) -> usize {
-    while let Some(b'0'..=b'9') = b.get(i) {
-        i += 1;
+    loop {
+        // A digit XOR '0' is 0..=9: neither it nor it plus 6 reaches the high nibble. A carry
+        // out of a byte only reaches bytes above a flagged one, so the lowest flag is exact.
+        let x = word_at(b, i) ^ (ONES * u64::from(b'0'));
+        let m = (x | x.wrapping_add(ONES * 6)) & (ONES * 0xf0);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
-    i
 }
 
 /// A string literal opening at `i`: the position after its closing quote, and whether it
@@ -462,8 +504,8 @@ fn escape_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The first quote, backslash or control byte from `i` (or the end): eight bytes at a time
-/// (the lowest flagged byte of a word is exact), the last few one by one.
+/// The first quote, backslash or control byte from `i` (or the end), eight bytes at a time
+/// (the lowest flagged byte of a word is exact).
 #[inline(always)]
 fn next_stop(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
@@ -480,6 +522,38 @@ fn next_stop(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The eight bytes from `i` (at most `b.len()`) as a little-endian word, zeros past the end: a
+/// zero byte stops every scan above (it is a control byte and not a digit), and the caller
+/// then finds the end.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> u64 {
+    match b.get(i..i + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+        None => word_near_end(b, i),
+    }
+}
+
+/// [`word_at`] for the last seven bytes: the text's last word shifted down, so no byte is read
+/// one at a time.
+#[inline(never)]
+fn word_near_end(b: &[u8], i: usize) -> u64 {
+    let left = b.len().saturating_sub(i);
+    if left == 0 {
+        return 0;
+    }
+    match b.len().checked_sub(8) {
+        Some(last) => {
+            let w = u64::from_le_bytes(b[last..].try_into().expect("8 bytes"));
+            w >> (8 * (8 - left))
+        }
+        None => {
+            let mut w = [0u8; 8];
+            w[..left].copy_from_slice(&b[i..]);
+            u64::from_le_bytes(w)
+        }
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
