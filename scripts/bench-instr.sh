@@ -10,9 +10,11 @@
 #                  N/10, and the figures are the difference between the two runs divided by the
 #                  difference in messages (warm-ups included), so start-up, connecting and
 #                  joining cancel out
-#   --clients L    comma-separated subset of: floor,engine,c-cb,c-queue,c-batch,pcc (default
-#                  floor,engine); the C clients (bench/c/phx_bench.c) count libphx.so too, pcc is
-#                  phoenix_channels_client (bench/peers/pcc, built here when asked for)
+#   --clients L    comma-separated subset of: floor,engine,c-cb,c-queue,c-batch,pcc,pcc09
+#                  (default floor,engine); the C clients (bench/c/phx_bench.c) count libphx.so
+#                  too, pcc and pcc09 are phoenix_channels_client 0.1.2 and 0.9.1 (bench/peers/,
+#                  built here when asked for; one the package registry does not offer is left
+#                  out with a message)
 #   --scenarios L  comma-separated subset of: recv,reqresp (default both; W = 1000)
 #   --codec        also the codec alone (phx-bench-codec: decode of a push and of a reply,
 #                  encode of a push, validation of a payload)
@@ -45,7 +47,7 @@ done
 command -v valgrind >/dev/null || die "valgrind is not installed (apt-get install valgrind)"
 command -v python3 >/dev/null || die "python3 is not installed"
 for c in ${CLIENTS//,/ }; do
-  case "$c" in floor|engine|c-cb|c-queue|c-batch|pcc) ;; *) die "unknown client $c" ;; esac
+  case "$c" in floor|engine|c-cb|c-queue|c-batch|pcc|pcc09) ;; *) die "unknown client $c" ;; esac
 done
 for s in ${SCENARIOS//,/ }; do
   case "$s" in recv|reqresp) ;; *) die "unknown scenario $s" ;; esac
@@ -63,15 +65,21 @@ if wants c-cb || wants c-queue || wants c-batch; then
   gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/phx_bench_c" bench/c/phx_bench.c \
     -Iinclude -L"$WORK" -lphx -lpthread -Wl,-rpath,"$WORK"
 fi
-PCC="$ROOT/bench/peers/pcc/target/release/phx-bench-pcc"
-if wants pcc; then
-  cargo build --release --manifest-path bench/peers/pcc/Cargo.toml >&2
-fi
+source scripts/bench-peers.sh
+for p in pcc pcc09; do
+  wants "$p" || continue
+  why=$(build_peer "$p") && rc=0 || rc=$?
+  [ "$rc" -le 1 ] || die "$why"
+  if [ "$rc" = 1 ]; then
+    echo "bench-instr: leaving $p out: $why" >&2
+    CLIENTS=$( { tr ',' '\n' <<<"$CLIENTS" | grep -vx "$p" || true; } | paste -sd, -)
+  fi
+done
 client_cmd() { # client scenario n: sets CMD
   case "$1" in
     floor|engine) CMD=("$BIN/phx-bench-client" --client "$1" --scenario "$2" --url "$URL" --n "$3" --window 1000) ;;
     c-*) CMD=("$WORK/phx_bench_c" "$URL" "${1#c-}" "$2" "$3" 1000) ;;
-    pcc) CMD=("$PCC" --url "$URL" --scenario "$2" --n "$3" --window 1000) ;;
+    pcc|pcc09) CMD=("$(peer_bin "$1")" --url "$URL" --scenario "$2" --n "$3" --window 1000) ;;
   esac
 }
 

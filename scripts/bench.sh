@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of libphx against a raw WebSocket floor, the official phoenix.js client and the
-# phoenix_channels_client crate, on loopback, measured as ratios within one run. Not part of the
-# test suite.
+# phoenix_channels_client crate (two versions), on loopback, measured as ratios within one run.
+# Not part of the test suite.
 #
 #   scripts/bench.sh [--quick] [--reps N] [--recv N] [--reqresp N] [--window N] [--latency N]
 #                    [--sockets N] [--clients LIST] [--scenarios LIST] [--no-pin] [--timeout S]
@@ -14,8 +14,11 @@
 #   --window N     pushes in flight in the request/response scenario (default 1000)
 #   --latency N    round trips in the latency scenario (default 20000)
 #   --sockets N    sockets in the memory scenario (default 1000)
-#   --clients L    comma-separated subset of: floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc
-#                  (pcc: phoenix_channels_client 0.1.2 from crates.io, bench/peers/pcc)
+#   --clients L    comma-separated subset of:
+#                  floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc,pcc09 (pcc, pcc09:
+#                  phoenix_channels_client 0.1.2 and 0.9.1 from crates.io, bench/peers/pcc and
+#                  bench/peers/pcc09; a peer whose version the registry does not offer is left
+#                  out with a note in the report)
 #   --scenarios L  comma-separated subset of: recv,reqresp,latency,memory
 #   --no-pin       do not pin the server to CPU 1 and the clients to CPU 0
 #   --timeout S    limit for each client run, in seconds (default 600)
@@ -49,7 +52,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
 
 REPS=3 RECV=1000000 REQRESP=200000 WINDOW=1000 LATENCY=20000 SOCKETS=1000
-CLIENTS="floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc" INSTR=100000
+CLIENTS="floor,engine,c-cb,c-queue,c-batch,phoenix-js,pcc,pcc09" INSTR=100000
 SCENARIOS="recv,reqresp,latency,memory"
 PIN=1 OUT="docs/benchmarks.md" TIMEOUT=600 QUICK=0 MAX_OTHER=25 USER_NOTE=""
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -87,10 +90,10 @@ fi
 [ "$REQRESP" -ge 1 ] && [ "$REQRESP" -le 10000000 ] || die "--reqresp must be 1..10000000"
 [ "$WINDOW" -ge 1 ] && [ "$WINDOW" -le 100000 ] || die "--window must be 1..100000"
 [ "$LATENCY" -ge 1 ] && [ "$LATENCY" -le 1000000 ] || die "--latency must be 1..1000000"
-[ "$SOCKETS" -ge 1 ] && [ "$SOCKETS" -le 5000 ] || die "--sockets must be 1..5000"
+[ "$SOCKETS" -ge 1 ] && [ "$SOCKETS" -le 10000 ] || die "--sockets must be 1..10000"
 [ "$INSTR" = 0 ] || { [ "$INSTR" -ge 1000 ] && [ "$INSTR" -le 2000000 ]; } || die "--instr must be 0 or 1000..2000000"
 for c in ${CLIENTS//,/ }; do
-  case "$c" in floor|engine|c-cb|c-queue|c-batch|phoenix-js|pcc) ;; *) die "unknown client $c" ;; esac
+  case "$c" in floor|engine|c-cb|c-queue|c-batch|phoenix-js|pcc|pcc09) ;; *) die "unknown client $c" ;; esac
 done
 for s in ${SCENARIOS//,/ }; do
   case "$s" in recv|reqresp|latency|memory) ;; *) die "unknown scenario $s" ;; esac
@@ -124,11 +127,21 @@ if wants c-cb || wants c-queue || wants c-batch; then
   gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/phx_bench_c" bench/c/phx_bench.c \
     -Iinclude -L"$WORK" -lphx -lpthread -Wl,-rpath,"$WORK"
 fi
-PCC="$ROOT/bench/peers/pcc/target/release/phx-bench-pcc"
-if wants pcc; then
-  say "building the phoenix_channels_client peer (bench/peers/pcc)"
-  cargo build --release --manifest-path bench/peers/pcc/Cargo.toml
-fi
+# The phoenix_channels_client peers (scripts/bench-peers.sh); a peer the registry cannot
+# provide is dropped from the client list, and the report says why.
+PEER_NOTE=""
+source scripts/bench-peers.sh
+for p in pcc pcc09; do
+  wants "$p" || continue
+  say "building the $p peer (bench/peers/$p)"
+  why=$(build_peer "$p") && rc=0 || rc=$?
+  [ "$rc" -le 1 ] || die "$why"
+  if [ "$rc" = 1 ]; then
+    say "leaving $p out: $why"
+    CLIENTS=$( { tr ',' '\n' <<<"$CLIENTS" | grep -vx "$p" || true; } | paste -sd, -)
+    PEER_NOTE+="${PEER_NOTE:+ }**Not measured**: \`$p\` ($(peer_name "$p")): $why."
+  fi
+done
 if wants phoenix-js; then
   command -v node >/dev/null || die "node is not installed (needed for the phoenix.js client)"
   [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || die "Node.js 20 or newer is required"
@@ -185,16 +198,16 @@ client_cmd() { # client scenario: sets CMD
         --n "$n" --window "$WINDOW" --sockets "$SOCKETS") ;;
     c-cb|c-queue|c-batch)
       CMD=("$WORK/phx_bench_c" "$URL" "${c#c-}" "$s" "$n" "$WINDOW") ;;
-    pcc)
-      CMD=("$PCC" --url "$URL" --scenario "$s" --n "$n" --window "$WINDOW") ;;
+    pcc|pcc09)
+      CMD=("$(peer_bin "$c")" --url "$URL" --scenario "$s" --n "$n" --window "$WINDOW") ;;
     phoenix-js)
       CMD=(node --expose-gc bench/js/bench.mjs --url "$URL" --scenario "$s" \
         --n "$n" --window "$WINDOW" --sockets "$SOCKETS") ;;
   esac
 }
 
-supports() { # client scenario: the C client and pcc have no memory scenario
-  [[ "$2" != memory || "$1" == floor || "$1" == engine || "$1" == phoenix-js ]]
+supports() { # client scenario: the C client's event-queue modes have no memory scenario
+  [[ "$2" != memory || ( "$1" != c-queue && "$1" != c-batch ) ]]
 }
 
 # Interference check: CPU used by processes other than the client and the server during a run
@@ -267,8 +280,8 @@ say "all runs done in $(( $(date +%s) - started )) s"
 
 # ---- deterministic counts (callgrind) ---------------------------------------------------------
 # Load-independent: under callgrind the client's threads run one at a time.
-INSTR_CLIENTS=$(tr ',' '\n' <<<"$CLIENTS" | grep -v '^phoenix-js$' | paste -sd, -)
-INSTR_SCENARIOS=$(tr ',' '\n' <<<"$SCENARIOS" | grep -E '^(recv|reqresp)$' | paste -sd, -)
+INSTR_CLIENTS=$( { tr ',' '\n' <<<"$CLIENTS" | grep -v '^phoenix-js$' || true; } | paste -sd, -)
+INSTR_SCENARIOS=$( { tr ',' '\n' <<<"$SCENARIOS" | grep -E '^(recv|reqresp)$' || true; } | paste -sd, -)
 if [ "$INSTR" -gt 0 ] && [ -n "$INSTR_CLIENTS" ] && [ -n "$INSTR_SCENARIOS" ]; then
   say "counting instructions under callgrind (N = $INSTR)"
   scripts/bench-instr.sh --n "$INSTR" --clients "$INSTR_CLIENTS" --scenarios "$INSTR_SCENARIOS" \
@@ -294,7 +307,7 @@ MACHINE="$WORK/machine.txt"
   fi
 } > "$MACHINE"
 
-NOTE="$USER_NOTE"
+NOTE="$USER_NOTE${PEER_NOTE:+${USER_NOTE:+ }$PEER_NOTE}"
 if [ "$QUICK" = 1 ]; then
   NOTE="${NOTE:+$NOTE }**Quick run** (\`--quick\`): counts divided by 10 (sockets by 5) and a single repetition; a smoke test, not a measurement."
 fi

@@ -1,6 +1,7 @@
 /* phx_bench: libphx through its C ABI, for scripts/bench.sh.
  *
  *   phx_bench URL cb|queue|batch recv|reqresp|latency N [WINDOW]
+ *   phx_bench URL cb memory SOCKETS
  *
  * cb:    channel callbacks (phx_channel_set_handler) count messages; completions are
  *        phx_reply_cb callbacks, and each completion pushes the next request from inside the
@@ -9,8 +10,13 @@
  *        phx_socket_next_event, frees them, and pushes with phx_channel_push_tagged.
  * batch: queue, taking events with phx_socket_next_events, up to BATCH_MAX at a time.
  *
+ * memory (cb only): opens SOCKETS sockets at once, each connected and joined to one channel
+ *        (phx_socket_connect, phx_channel_join with a callback), after 10 first, and reports the
+ *        resident memory (VmRSS) they added, per socket.
+ *
  * Prints one line: RESULT client=c-cb|c-queue|c-batch scenario=... count=... wall_s=... cpu_s=...
- * (the measured phase only; connecting, joining and the warm-up are excluded).
+ * csw=... (the measured phase only; connecting, joining and the warm-up are excluded; csw: the
+ * process's context switches, voluntary + involuntary). Readers ignore fields they do not know.
  */
 #define _GNU_SOURCE
 #include <phx.h>
@@ -54,6 +60,24 @@ static double cpu_s(void) {
     getrusage(RUSAGE_SELF, &u);
     return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
            (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
+
+/* Context switches (voluntary + involuntary, every thread) of the process so far. */
+static long long csw_now(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (long long)u.ru_nvcsw + (long long)u.ru_nivcsw;
+}
+
+/* The process's resident set (VmRSS of /proc/self/status), in KiB; 0 if unknown. */
+static unsigned long long rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %llu kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib;
 }
 
 /* CPU time of the benchmark server (PHX_BENCH_SERVER_PID): the sum of the run times in
@@ -144,8 +168,10 @@ typedef struct {
     uint64_t rtt_count, rtt_target;
 } bench_t;
 
-/* Server CPU at the start of the measured phase (-1: unknown). */
+/* Server CPU and the process's context switches at the start of the measured phase (-1:
+ * unknown). */
 static double server_cpu_start = -1;
+static long long csw_start;
 
 static void print_result(const char *client, const char *scenario, uint64_t count, double wall,
                          double cpu, const char *extra) {
@@ -153,8 +179,9 @@ static void print_result(const char *client, const char *scenario, uint64_t coun
     char server[64] = "";
     if (server_cpu_start >= 0 && server_end >= 0)
         snprintf(server, sizeof server, " server_cpu_s=%.4f", server_end - server_cpu_start);
-    printf("RESULT client=%s scenario=%s count=%llu wall_s=%.4f cpu_s=%.4f%s%s\n", client,
-           scenario, (unsigned long long)count, wall, cpu, server, extra ? extra : "");
+    printf("RESULT client=%s scenario=%s count=%llu wall_s=%.4f cpu_s=%.4f csw=%lld%s%s\n",
+           client, scenario, (unsigned long long)count, wall, cpu, csw_now() - csw_start, server,
+           extra ? extra : "");
 }
 
 static void latency_fields(char *buf, size_t len, double *rtts, uint64_t n) {
@@ -322,11 +349,67 @@ static void q_round_trips(phx_socket_t *s, bench_t *b, uint64_t n, double *rtts)
     b->rtt_count = n;
 }
 
+/* ---- memory (callbacks) ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t joined, failed, target;
+    signal_t done;
+} joins_t;
+
+static void on_join_reply(void *user_data, uint32_t status, const phx_reply_t *reply) {
+    (void)reply;
+    joins_t *j = user_data;
+    if (status != PHX_OK) __atomic_add_fetch(&j->failed, 1, __ATOMIC_RELAXED);
+    uint64_t n = __atomic_add_fetch(&j->joined, 1, __ATOMIC_ACQ_REL);
+    if (n == __atomic_load_n(&j->target, __ATOMIC_ACQUIRE)) signal_set(&j->done);
+}
+
+/* Opens `count` sockets at once, each joining one channel; waits for every join reply. The
+ * sockets stay open (the process exits without closing them). */
+static void open_many(const char *url, uint64_t count, joins_t *j) {
+    __atomic_store_n(&j->target, __atomic_load_n(&j->joined, __ATOMIC_ACQUIRE) + count,
+                     __ATOMIC_RELEASE);
+    for (uint64_t i = 0; i < count; i++) {
+        phx_socket_t *s;
+        phx_channel_t *ch;
+        CHECK(phx_socket_new(url, NULL, &s));
+        CHECK(phx_socket_connect(s));
+        CHECK(phx_socket_channel(s, TOPIC, &ch));
+        CHECK(phx_channel_join(ch, "{}", 60000, on_join_reply, j));
+    }
+    if (count > 0) signal_wait(&j->done);
+    uint64_t failed = __atomic_load_n(&j->failed, __ATOMIC_ACQUIRE);
+    if (failed > 0) {
+        fprintf(stderr, "phx_bench: %llu joins failed\n", (unsigned long long)failed);
+        exit(2);
+    }
+}
+
+static void memory(const char *url, const char *client, uint64_t sockets) {
+    joins_t j;
+    memset(&j, 0, sizeof j);
+    signal_init(&j.done);
+    open_many(url, 10, &j);
+    usleep(300000);
+    unsigned long long before = rss_kib();
+    csw_start = csw_now(), server_cpu_start = server_cpu_s();
+    double c0 = cpu_s(), t0 = now_s();
+    open_many(url, sockets, &j);
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    usleep(300000);
+    unsigned long long after = rss_kib();
+    char extra[160];
+    snprintf(extra, sizeof extra, " rss_before_kib=%llu rss_after_kib=%llu kib_per_socket=%.2f",
+             before, after, after > before ? (double)(after - before) / (double)sockets : 0.0);
+    print_result(client, "memory", sockets, wall, cpu, extra);
+}
+
 /* ---- main -------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s URL cb|queue|batch recv|reqresp|latency N [WINDOW]\n", argv[0]);
+        fprintf(stderr, "usage: %s URL cb|queue|batch recv|reqresp|latency|memory N [WINDOW]\n",
+                argv[0]);
         return 2;
     }
     const char *url = argv[1], *mode = argv[2], *scenario = argv[3];
@@ -340,6 +423,16 @@ int main(int argc, char **argv) {
     }
     const char *client = batch_mode ? "c-batch" : queue ? "c-queue" : "c-cb";
     if (window == 0) window = 1;
+
+    if (strcmp(scenario, "memory") == 0) {
+        if (queue) {
+            fprintf(stderr, "phx_bench: the memory scenario runs in cb mode only\n");
+            return 2;
+        }
+        memory(url, client, n ? n : 1);
+        fflush(stdout);
+        _exit(0);
+    }
 
     bench_t b;
     memset(&b, 0, sizeof b);
@@ -368,7 +461,7 @@ int main(int argc, char **argv) {
     if (strcmp(scenario, "recv") == 0) {
         if (queue) q_blast(s, &b, warmup_recv(n)); else cb_blast(&b, warmup_recv(n));
         uint64_t before = b.messages;
-        server_cpu_start = server_cpu_s(), c0 = cpu_s(), t0 = now_s();
+        server_cpu_start = server_cpu_s(), csw_start = csw_now(), c0 = cpu_s(), t0 = now_s();
         if (queue) q_blast(s, &b, n); else cb_blast(&b, n);
         wall = now_s() - t0, cpu = cpu_s() - c0;
         print_result(client, scenario, b.messages - before, wall, cpu, NULL);
@@ -376,7 +469,7 @@ int main(int argc, char **argv) {
         if (queue) q_pipeline(s, &b, warmup_reqresp(n), window);
         else cb_pipeline(&b, warmup_reqresp(n), window);
         b.errors = 0;
-        server_cpu_start = server_cpu_s(), c0 = cpu_s(), t0 = now_s();
+        server_cpu_start = server_cpu_s(), csw_start = csw_now(), c0 = cpu_s(), t0 = now_s();
         if (queue) q_pipeline(s, &b, n, window); else cb_pipeline(&b, n, window);
         wall = now_s() - t0, cpu = cpu_s() - c0;
         snprintf(extra, sizeof extra, " window=%llu errors=%llu", (unsigned long long)window,
@@ -387,7 +480,7 @@ int main(int argc, char **argv) {
         if (!rtts) return 2;
         if (queue) q_round_trips(s, &b, warmup_latency(n), NULL);
         else cb_round_trips(&b, warmup_latency(n), NULL);
-        server_cpu_start = server_cpu_s(), c0 = cpu_s(), t0 = now_s();
+        server_cpu_start = server_cpu_s(), csw_start = csw_now(), c0 = cpu_s(), t0 = now_s();
         if (queue) q_round_trips(s, &b, n, rtts); else cb_round_trips(&b, n, rtts);
         wall = now_s() - t0, cpu = cpu_s() - c0;
         latency_fields(extra, sizeof extra, rtts, b.rtt_count);

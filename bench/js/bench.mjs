@@ -64,15 +64,25 @@ function serverCpuSeconds(){
   } catch { return null }
 }
 
-// Returns a function giving [wall s, cpu s, fields for the server's CPU time].
+// Context switches (voluntary + involuntary) of the whole process so far.
+function contextSwitches(){
+  const u = process.resourceUsage()
+  return u.voluntaryContextSwitches + u.involuntaryContextSwitches
+}
+
+// Returns a function giving [wall s, cpu s, fields for the context switches and the server's
+// CPU time].
 function stopwatch(){
   const server = serverCpuSeconds()
   const cpu = cpuSeconds()
+  const csw = contextSwitches()
   const wall = process.hrtime.bigint()
   return () => {
     const w = Number(process.hrtime.bigint() - wall) / 1e9, c = cpuSeconds() - cpu
     const s = serverCpuSeconds()
-    return [w, c, server !== null && s !== null ? {server_cpu_s: (s - server).toFixed(4)} : {}]
+    const extra = {csw: contextSwitches() - csw}
+    if(server !== null && s !== null){ extra.server_cpu_s = (s - server).toFixed(4) }
+    return [w, c, extra]
   }
 }
 

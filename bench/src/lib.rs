@@ -12,7 +12,9 @@
 //! `count` is what the scenario counts (messages delivered to the application, replies
 //! received, round trips, sockets), `wall_s` and `cpu_s` cover the measured phase only
 //! (connecting, joining and warming up are excluded), `cpu_s` is the whole client process
-//! (every thread, user + system).
+//! (every thread, user + system), `csw` the context switches of the whole process over the
+//! same phase (voluntary + involuntary). Readers ignore fields they do not know, so a client
+//! may add its own.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -48,6 +50,17 @@ pub fn cpu_seconds() -> f64 {
     };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Context switches (voluntary + involuntary, every thread) of the process so far.
+pub fn context_switches() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
 }
 
 /// The process's resident set (`VmRSS` of `/proc/self/status`), in KiB.
@@ -94,6 +107,7 @@ fn server_pid() -> Option<u32> {
 pub struct Stopwatch {
     wall: std::time::Instant,
     cpu: f64,
+    csw: u64,
     server_cpu: Option<f64>,
 }
 
@@ -101,6 +115,8 @@ pub struct Stopwatch {
 pub struct Measured {
     pub wall: f64,
     pub cpu: f64,
+    /// Context switches of the client process.
+    pub csw: u64,
     pub server_cpu: Option<f64>,
 }
 
@@ -109,6 +125,7 @@ impl Stopwatch {
         Stopwatch {
             server_cpu: server_pid().and_then(process_cpu_seconds),
             cpu: cpu_seconds(),
+            csw: context_switches(),
             wall: std::time::Instant::now(),
         }
     }
@@ -116,10 +133,12 @@ impl Stopwatch {
     pub fn stop(&self) -> Measured {
         let wall = self.wall.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - self.cpu;
+        let csw = context_switches().saturating_sub(self.csw);
         let server_now = server_pid().and_then(process_cpu_seconds);
         Measured {
             wall,
             cpu,
+            csw,
             server_cpu: self.server_cpu.zip(server_now).map(|(a, b)| b - a),
         }
     }
@@ -151,11 +170,12 @@ impl Record {
         self
     }
 
-    /// Adds `wall_s`, `cpu_s` and (when known) `server_cpu_s`.
+    /// Adds `wall_s`, `cpu_s`, `csw` and (when known) `server_cpu_s`.
     pub fn measured(self, m: &Measured) -> Self {
         let r = self
             .field("wall_s", format!("{:.4}", m.wall))
-            .field("cpu_s", format!("{:.4}", m.cpu));
+            .field("cpu_s", format!("{:.4}", m.cpu))
+            .field("csw", m.csw);
         match m.server_cpu {
             Some(s) => r.field("server_cpu_s", format!("{s:.4}")),
             None => r,

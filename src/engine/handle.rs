@@ -17,6 +17,7 @@
 //! [`SocketShared::publish_channel`]).
 
 use super::actor::{self, Ack, Command};
+use super::commands::CommandQueue;
 use super::connection::{Connector, TcpConnector};
 use super::metrics::SocketMetrics;
 use super::presence::PresenceList;
@@ -29,12 +30,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 /// State shared between a socket's handles and its task.
 pub(crate) struct SocketShared {
-    pub(crate) cmd: UnboundedSender<Command>,
+    pub(crate) cmd: CommandQueue<Command>,
     pub(crate) state: AtomicU8,
     pub(crate) last_reason: Mutex<Option<DisconnectReason>>,
     control: Mutex<Control>,
@@ -289,9 +289,18 @@ impl Socket {
     ) -> Result<Socket, &'static str> {
         let endpoint = endpoint(&config.url, &config.params)?;
         super::auth::check_headers(&config.headers)?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let shared = Arc::new(SocketShared {
-            cmd: tx,
+        let runtime = runtime.clone();
+        let shared = Arc::new_cyclic(|me: &std::sync::Weak<SocketShared>| SocketShared {
+            // The task is spawned by the first command (see `commands`); the sender holds
+            // the socket, so it is alive then.
+            cmd: CommandQueue::starting({
+                let me = me.clone();
+                move || {
+                    if let Some(shared) = me.upgrade() {
+                        runtime.spawn(actor::run(shared, connector));
+                    }
+                }
+            }),
             state: AtomicU8::new(SocketState::Disconnected as u8),
             last_reason: Mutex::new(None),
             control: Mutex::new(Control::default()),
@@ -301,7 +310,6 @@ impl Socket {
             config,
             shut_down: AtomicBool::new(false),
         });
-        runtime.spawn(actor::run(shared.clone(), rx, connector));
         Ok(Socket {
             _owner: Arc::new(Owner(shared.clone())),
             shared,

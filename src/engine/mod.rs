@@ -4,7 +4,8 @@
 //!
 //! Each socket is one Tokio task (the *actor*, [`actor`]) that alone owns the connection, the
 //! channels, the pending replies, the push buffers and every timer. Callers hold thin handles
-//! ([`Socket`], [`Channel`]) that send commands over an unbounded channel and read a few values
+//! ([`Socket`], [`Channel`]) that send commands over an unbounded queue ([`commands`], which
+//! also spawns the task on the first command) and read a few values
 //! the actor publishes through atomics (socket and channel state, the channel cache).
 //!
 //! Why an actor rather than a lock-protected state machine: user callbacks are invoked by the
@@ -21,6 +22,7 @@
 
 mod actor;
 mod auth;
+mod commands;
 mod config;
 mod connection;
 mod handle;

@@ -261,8 +261,9 @@ pub struct EngineStats {
     pub held_presence_diffs: usize,
     /// Bytes of the frames in `outbox` (bounded by `Config::max_write_queue_bytes` for pushes).
     pub outbox_bytes: usize,
-    /// Entries the operation tables (pending replies, pushes, push timeouts, write queue) have
-    /// room for. A burst grows them; at each heartbeat a table with room for more than four
-    /// times what it holds shrinks back, so this returns near the steady need.
+    /// Entries the operation tables (commands queued for the task, pending replies, pushes,
+    /// push timeouts, write queue) have room for. A burst grows them; at each heartbeat a
+    /// table with room for more than four times what it holds shrinks back (an empty command
+    /// queue to nothing), so this returns near the steady need.
     pub table_capacity: usize,
 }

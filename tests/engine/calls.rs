@@ -406,3 +406,27 @@ async fn a_reply_for_another_topic_does_not_complete_a_push() {
     assert_eq!(d.response(), serde_json::json!({"right": true}));
     socket.shutdown_async().await;
 }
+
+/// A socket whose runtime is gone refuses operations with `Closed` (its task was dropped with
+/// the runtime, so nothing could ever complete them), and drops their completions at once
+/// rather than keeping them queued for a task that will never run.
+#[test]
+fn operations_fail_closed_once_the_sockets_runtime_is_gone() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket = Socket::new(Config::new("ws://127.0.0.1:9/socket"), rt.handle()).unwrap();
+    let ch = socket.channel("room:lobby");
+    drop(rt);
+    let (cb, rx) = op();
+    assert_eq!(ch.join(json("{}"), None, cb), Err(Status::Closed));
+    let mut rx = rx;
+    assert!(
+        matches!(
+            rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ),
+        "the refused join's completion was dropped, uncalled"
+    );
+}

@@ -20,6 +20,7 @@ const CLIENTS: &[(&str, &str)] = &[
     ("c-batch", "libphx C ABI, event queue, batched take"),
     ("phoenix-js", "phoenix.js 1.8.16 (Node)"),
     ("pcc", "phoenix_channels_client 0.1.2 (Rust)"),
+    ("pcc09", "phoenix_channels_client 0.9.1 (Rust)"),
 ];
 
 const LIBPHX: &[&str] = &["engine", "c-cb", "c-queue", "c-batch"];
@@ -59,6 +60,25 @@ impl Runs {
                 format!("{:.0} %", (hi - lo) / med * 100.0)
             }
             _ => "n/a".into(),
+        }
+    }
+
+    /// Context switches of the client process per unit of `count` (median over the runs of
+    /// each run's ratio), or NaN when the runs do not report them (`csw`, or `ctx_switches`).
+    fn csw_per(&self) -> f64 {
+        let mut v: Vec<f64> = self
+            .0
+            .iter()
+            .filter_map(|r| {
+                let get = |k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
+                Some(get("csw").or_else(|| get("ctx_switches"))? / get("count")?)
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
         }
     }
 
@@ -246,6 +266,16 @@ fn fixed(v: f64, decimals: usize) -> String {
     }
 }
 
+/// A small per-message figure with enough decimals to tell 0.0004 from 0.
+fn small(v: f64) -> String {
+    match v {
+        v if !v.is_finite() => "n/a".into(),
+        v if v >= 1.0 || v == 0.0 => format!("{v:.2}"),
+        v if v >= 0.01 => format!("{v:.3}"),
+        v => format!("{v:.4}"),
+    }
+}
+
 fn ratio(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".into();
@@ -331,14 +361,19 @@ const METHOD: &str = "\
     (channel handler and `phx_reply_cb`, next push issued inside the callback), *event queue*
     (`phx_socket_events_enable`; the main thread takes every event with `phx_socket_next_event`,
     frees it and pushes with `phx_channel_push_tagged`) and *event queue, batched take* (the
-    same, taking up to 64 events per call with `phx_socket_next_events`).
+    same, taking up to 256 events per call with `phx_socket_next_events`).
   - *phoenix.js*: the official client, npm `phoenix@1.8.16` over `ws@8.23.0` on Node.
-  - *phoenix_channels_client*: the crates.io crate, version 0.1.2 (`bench/peers/pcc`, its own
-    cargo project): a handler registered with `Channel::on` counts pushes, `send_with_timeout`
-    from 1,000 tasks makes the request/response window. It passes server pushes to a channel
-    through a bounded broadcast queue (50 entries) that drops what its listener has not taken
-    yet, so in *receive* it waits for the blast's reply (which the server writes after the last
-    push) and then until no push arrived for 200 ms, and reports what it delivered.
+  - *phoenix_channels_client 0.1.2*: the crates.io crate (`bench/peers/pcc`, its own cargo
+    project): a handler registered with `Channel::on` counts pushes, `send_with_timeout` from
+    1,000 tasks makes the request/response window. It passes server pushes to a channel through
+    a bounded broadcast queue (50 entries) that drops what its listener has not taken yet, so in
+    *receive* it waits for the blast's reply (which the server writes after the last push) and
+    then until no push arrived for 200 ms, and reports what it delivered.
+  - *phoenix_channels_client 0.9.1*: the crate's later, larger API (`bench/peers/pcc09`, its own
+    cargo project): `Socket::spawn` + `connect`, `Socket::channel` + `Channel::join`; a task
+    reading `Channel::events()` counts pushes, `Channel::call` from 1,000 tasks makes the
+    request/response window. Its events stream is a bounded broadcast queue (10 entries) that
+    skips what the reader has not taken; *receive* ends as for 0.1.2.
 - **Scenarios** (one socket, one channel `echo:bench`, unless stated):
   1. *receive*: the server blasts N pushes; the count is messages delivered to the application
      callback (or taken from the event queue).
@@ -348,7 +383,9 @@ const METHOD: &str = "\
   4. *memory*: S sockets, each connected and joined to one channel; the client's `VmRSS`
      (`/proc/self/status`) after minus before, divided by S (10 sockets are opened first so that
      runtime start-up is not counted; phoenix.js runs with `--expose-gc` and collects first).
-     The C client and phoenix_channels_client have no memory scenario.
+     Every client opens its S sockets at once and waits for every join; the C client does so
+     with callbacks (`phx_socket_connect`, `phx_channel_join`), the event-queue modes have no
+     memory scenario.
 - **Delivered / sent**: every client reports the messages it delivered to the application (in
   request/response: replies with status ok) beside the messages the server or the client sent.
   A client that delivered fewer is marked and its ratios are left out of the comparison.
@@ -358,6 +395,11 @@ const METHOD: &str = "\
   time, so these counts do not depend on the machine's load or the scheduler; they are the
   figures to compare across runs and commits. They depend on the compiler and the libraries'
   versions.
+- **Context switches** are the client process's voluntary and involuntary context switches
+  (`getrusage` `ru_nvcsw` + `ru_nivcsw`, every thread; `process.resourceUsage()` in Node) over the
+  measured phase, per message delivered (per socket in *memory*). Each is a thread going to sleep
+  or being preempted, so it counts the wake-ups between the client's threads and the runtime.
+  Pinned to one CPU, every hand-off between two threads is a context switch.
 - **Times** cover the measured phase only (connecting, joining and a warm-up of N/10, capped,
   are excluded). *Client CPU* is user + system time of the whole client process (all threads;
   `getrusage`, `process.cpuUsage()`), so it includes the kernel's TCP work done on the client's
@@ -470,6 +512,7 @@ fn throughput_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
                 },
                 // Tiny negative differences are noise between the two runs.
                 instr.map_or("n/a".into(), |i| fixed(i.allocs.max(0.0), 2)),
+                small(r.csw_per()),
                 vs_js,
                 pct(r.m("server_cpu_s") / wall),
                 r.spread("cpu_s"),
@@ -489,6 +532,7 @@ const THROUGHPUT_HEAD: &[&str] = &[
     "instructions/msg",
     "instructions × floor",
     "allocations/msg",
+    "context switches/msg",
     "phoenix.js ÷ this (CPU)",
     "server busy",
     "CPU spread",
@@ -518,8 +562,8 @@ fn throughput_note(out: &mut String, data: &Data, scenario: &str) {
             out,
             "**Dropped messages**: {} delivered fewer messages than were sent (see *delivered \
              / sent*, the worst run; a ⚠ beside the instructions: it dropped in the callgrind \
-             runs). Its CPU figures are per message *delivered*, its instruction and allocation \
-             counts per message *sent*, and its ratios are left out: it did not do the work the \
+             runs). Its CPU and context-switch figures are per message *delivered*, its \
+             instruction and allocation counts per message *sent*, and its ratios are left out: it did not do the work the \
              others did, so no ratio would be fair.\n",
             dropped.join(", ")
         );
@@ -648,6 +692,7 @@ fn memory(out: &mut String, data: &Data) {
                 int(r.m("rss_after_kib")),
                 fixed(r.m("wall_s"), 3),
                 fixed(r.m("cpu_s"), 3),
+                small(r.csw_per()),
                 r.spread("kib_per_socket"),
             ]
         })
@@ -664,6 +709,7 @@ fn memory(out: &mut String, data: &Data) {
             "RSS after (KiB)",
             "connect + join wall (s)",
             "client CPU (s)",
+            "context switches per socket",
             "spread",
         ],
         &rows,

@@ -34,6 +34,7 @@ impl Actor {
         self.awaiting.reclaim();
         self.pushes.reclaim();
         self.timers.reclaim();
+        self.shared.cmd.reclaim();
         if let Some(conn) = self.conn.as_mut() {
             conn.reclaim();
         }

@@ -37,7 +37,6 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -197,7 +196,6 @@ type Opening = Pin<Box<dyn Future<Output = Result<Box<Ws>, DisconnectReason>> + 
 
 struct Actor {
     shared: Arc<SocketShared>,
-    commands: UnboundedReceiver<Command>,
     connector: Arc<dyn Connector>,
     handler: Option<Arc<dyn SocketHandler>>,
     state: SocketState,
@@ -252,15 +250,24 @@ struct Actor {
 }
 
 /// Runs a socket until it is shut down.
-pub(crate) async fn run(
+pub(crate) fn run(
     shared: Arc<SocketShared>,
-    commands: UnboundedReceiver<Command>,
     connector: Arc<dyn Connector>,
-) {
+) -> impl Future<Output = ()> + Send {
+    // Made outside the task's body, so dropped with the task even if it never ran: if the
+    // runtime drops the task before a shutdown, later sends fail (and drop their
+    // completions) instead of queueing for nobody.
+    let close = CloseOnDrop(shared.clone());
+    async move {
+        let _close = close;
+        run_actor(shared, connector).await
+    }
+}
+
+async fn run_actor(shared: Arc<SocketShared>, connector: Arc<dyn Connector>) {
     let jitter = Jitter::new(shared.config.jitter_seed);
     let mut actor = Actor {
         shared,
-        commands,
         connector,
         handler: None,
         state: SocketState::Disconnected,
@@ -403,7 +410,7 @@ impl Actor {
                 return Poll::Ready(ev);
             }
         }
-        match self.commands.poll_recv(cx) {
+        match self.shared.cmd.poll_recv(cx) {
             Poll::Ready(Some(cmd)) => return Poll::Ready(Event::Command(cmd)),
             // Every handle is gone without a shutdown (cannot happen through the API).
             Poll::Ready(None) => return Poll::Ready(Event::Command(Command::Shutdown(None))),
@@ -529,8 +536,7 @@ impl Actor {
                 self.by_topic.clear();
                 self.stopped = true;
                 // Operations queued behind the shutdown still complete exactly once.
-                self.commands.close();
-                while let Ok(cmd) = self.commands.try_recv() {
+                for cmd in self.shared.cmd.close() {
                     match cmd {
                         Command::Join { on_reply, .. }
                         | Command::Push { on_reply, .. }
@@ -666,11 +672,22 @@ impl Actor {
             held_presence_diffs: self.channels.values().map(|c| c.presence.held_back()).sum(),
             cached_channels: 0,
             outbox_bytes: self.conn.as_ref().map_or(0, Conn::queued_bytes),
-            table_capacity: self.awaiting.capacity()
+            table_capacity: self.shared.cmd.capacity()
+                + self.awaiting.capacity()
                 + self.pushes.capacity()
                 + self.timers.capacity()
                 + self.conn.as_ref().map_or(0, Conn::capacity),
         }
+    }
+}
+
+/// Closes the command queue when the socket's task ends, however it ends.
+struct CloseOnDrop(Arc<SocketShared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        // Dropped here, outside the queue's lock: a completion's drop may call the library.
+        drop(self.0.cmd.close());
     }
 }
 

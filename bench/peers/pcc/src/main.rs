@@ -4,8 +4,11 @@
 //! stay out of the workspace.
 //!
 //! ```text
-//! phx-bench-pcc --url URL --scenario recv|reqresp|latency [--n N] [--window W]
+//! phx-bench-pcc --url URL --scenario recv|reqresp|latency|memory [--n N] [--window W]
 //! ```
+//!
+//! In *memory* N is the number of sockets (clients), each connected and joined to one channel
+//! at once, after 10 first; the line reports the resident memory they added, per socket.
 //!
 //! This client hands server pushes to channels through a bounded broadcast queue that drops
 //! what a slow listener has not taken, so in *receive* it may deliver fewer than N pushes: it
@@ -21,15 +24,35 @@ use std::time::{Duration, Instant};
 const TOPIC: &str = "echo:bench";
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(600));
 
-fn cpu_seconds() -> f64 {
+fn rusage() -> libc::rusage {
     // SAFETY: getrusage writes into the zeroed struct we own.
-    let u = unsafe {
+    unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_SELF, &mut u);
         u
-    };
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    let u = rusage();
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Context switches (voluntary + involuntary, every thread) of the process so far.
+fn context_switches() -> i64 {
+    let u = rusage();
+    u.ru_nvcsw + u.ru_nivcsw
+}
+
+/// The process's resident set (`VmRSS`), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU seconds of the benchmark server (`PHX_BENCH_SERVER_PID`), from its threads' schedstat.
@@ -43,20 +66,26 @@ fn server_cpu() -> Option<f64> {
     Some(ns as f64 / 1e9)
 }
 
-struct Stopwatch(Instant, f64, Option<f64>);
+struct Stopwatch(Instant, f64, i64, Option<f64>);
 
 impl Stopwatch {
     fn start() -> Self {
-        Stopwatch(Instant::now(), cpu_seconds(), server_cpu())
+        Stopwatch(
+            Instant::now(),
+            cpu_seconds(),
+            context_switches(),
+            server_cpu(),
+        )
     }
-    /// `wall_s`, `cpu_s` and `server_cpu_s` fields, with the wall time ending at `end`.
+    /// `wall_s`, `cpu_s`, `csw` and `server_cpu_s` fields, with the wall time ending at `end`.
     fn fields(&self, end: Instant) -> String {
         let mut s = format!(
-            "wall_s={:.4} cpu_s={:.4}",
+            "wall_s={:.4} cpu_s={:.4} csw={}",
             end.duration_since(self.0).as_secs_f64(),
-            cpu_seconds() - self.1
+            cpu_seconds() - self.1,
+            context_switches() - self.2
         );
-        if let (Some(a), Some(b)) = (self.2, server_cpu()) {
+        if let (Some(a), Some(b)) = (self.3, server_cpu()) {
             s += &format!(" server_cpu_s={:.4}", b - a);
         }
         s
@@ -225,6 +254,44 @@ async fn latency(o: &Opts) -> Result<String, String> {
     ))
 }
 
+/// Opens `count` clients at once, each connected and joined; keeps them in `keep`.
+async fn open_many(
+    url: &str,
+    count: u64,
+    keep: &mut Vec<(Client, Arc<Channel>)>,
+) -> Result<(), String> {
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move { open(&url).await })
+        })
+        .collect();
+    for t in tasks {
+        keep.push(t.await.map_err(|e| format!("task: {e}"))??);
+    }
+    Ok(())
+}
+
+async fn memory(o: &Opts) -> Result<String, String> {
+    let mut keep = Vec::new();
+    open_many(&o.url, 10, &mut keep).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib();
+    let sw = Stopwatch::start();
+    open_many(&o.url, o.n, &mut keep).await?;
+    let end = Instant::now();
+    let fields = sw.fields(end);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib();
+    let per = after.saturating_sub(before) as f64 / o.n.max(1) as f64;
+    // Skip tearing the clients down: the measurement is over.
+    std::mem::forget(keep);
+    Ok(format!(
+        "count={} rss_before_kib={before} rss_after_kib={after} kib_per_socket={per:.2} {fields}",
+        o.n
+    ))
+}
+
 #[tokio::main]
 async fn main() {
     let result = match opts() {
@@ -232,6 +299,7 @@ async fn main() {
             "recv" => recv(&o).await,
             "reqresp" => reqresp(&o).await,
             "latency" => latency(&o).await,
+            "memory" => memory(&o).await,
             s => Err(format!("unknown scenario {s}")),
         }
         .map(|fields| format!("RESULT client=pcc scenario={} {fields}", o.scenario)),
@@ -244,4 +312,6 @@ async fn main() {
             std::process::exit(2);
         }
     }
+    // Skip the teardown (a thousand clients in *memory*): the measurement is over.
+    std::process::exit(0);
 }

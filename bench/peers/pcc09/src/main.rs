@@ -1,0 +1,356 @@
+//! `phx-bench-pcc09`: the benchmark's workloads through `phoenix_channels_client` 0.9.1
+//! (crates.io), for comparison with libphx. Same server, scenarios, warm-ups and `RESULT` line
+//! as `phx-bench-client` (bench/src/bin/client.rs); a separate project so that its dependencies
+//! stay out of the workspace.
+//!
+//! ```text
+//! phx-bench-pcc09 --url URL --scenario recv|reqresp|latency|memory [--n N] [--window W]
+//! ```
+//!
+//! The 0.9 API: `Socket::spawn` + `connect`, `Socket::channel` + `Channel::join`, requests with
+//! `Channel::call` (one task per request in flight, as an application would), server pushes from
+//! `Channel::events()`. That events stream is a bounded broadcast queue that skips what a slow
+//! reader has not taken (it reports how many it skipped), so in *receive* this client may deliver
+//! fewer than N pushes: it waits for the server's reply to the blast (written after the last
+//! push), then until no push has arrived for 200 ms, and reports what it delivered (`count`) and
+//! what the queue said it skipped (`missed`). In *memory* N is the number of sockets, each
+//! connected and joined to one channel at once, after 10 first.
+
+use phoenix_channels_client::{Channel, Event, EventsError, Payload, Socket, Topic};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use url::Url;
+
+const TOPIC: &str = "echo:bench";
+const BLAST_EVENT: &str = "m";
+const ECHO_PAYLOAD: &str = r#"{"body":"0123456789abcdef"}"#;
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+fn rusage() -> libc::rusage {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    let u = rusage();
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Context switches (voluntary + involuntary, every thread) of the process so far.
+fn context_switches() -> i64 {
+    let u = rusage();
+    u.ru_nvcsw + u.ru_nivcsw
+}
+
+/// The process's resident set (`VmRSS`), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds of the benchmark server (`PHX_BENCH_SERVER_PID`), from its threads' schedstat.
+fn server_cpu() -> Option<f64> {
+    let pid: u32 = std::env::var("PHX_BENCH_SERVER_PID").ok()?.parse().ok()?;
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+struct Stopwatch(Instant, f64, i64, Option<f64>);
+
+impl Stopwatch {
+    fn start() -> Self {
+        Stopwatch(
+            Instant::now(),
+            cpu_seconds(),
+            context_switches(),
+            server_cpu(),
+        )
+    }
+    /// `wall_s`, `cpu_s`, `csw` and `server_cpu_s` fields, with the wall time ending at `end`.
+    fn fields(&self, end: Instant) -> String {
+        let mut s = format!(
+            "wall_s={:.4} cpu_s={:.4} csw={}",
+            end.duration_since(self.0).as_secs_f64(),
+            cpu_seconds() - self.1,
+            context_switches() - self.2
+        );
+        if let (Some(a), Some(b)) = (self.3, server_cpu()) {
+            s += &format!(" server_cpu_s={:.4}", b - a);
+        }
+        s
+    }
+}
+
+struct Opts {
+    url: String,
+    scenario: String,
+    n: u64,
+    window: u64,
+}
+
+fn opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        url: String::new(),
+        scenario: String::new(),
+        n: 100_000,
+        window: 1000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(k) = args.next() {
+        let v = args.next().ok_or(format!("{k} needs a value"))?;
+        let num = || v.parse::<u64>().map_err(|_| format!("{k} needs a number"));
+        match k.as_str() {
+            "--url" => o.url = v.clone(),
+            "--scenario" => o.scenario = v.clone(),
+            "--n" => o.n = num()?,
+            "--window" => o.window = num()?.max(1),
+            "--sockets" => {}
+            _ => return Err(format!("unknown option {k}")),
+        }
+    }
+    if o.url.is_empty() {
+        return Err("--url is required".into());
+    }
+    Ok(o)
+}
+
+/// A connected socket and its channel on `TOPIC`, joined; `before_join` runs between creating
+/// the channel and joining it (to subscribe to its events first).
+async fn open(
+    url: &str,
+    before_join: impl FnOnce(&Arc<Channel>),
+) -> Result<(Arc<Socket>, Arc<Channel>), String> {
+    let url = Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    let socket = Socket::spawn(url, None, None)
+        .await
+        .map_err(|e| format!("spawn: {e:?}"))?;
+    socket
+        .connect(Duration::from_secs(60))
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    let channel = socket
+        .channel(Topic::from_string(TOPIC.to_string()), None)
+        .await
+        .map_err(|e| format!("channel: {e:?}"))?;
+    before_join(&channel);
+    channel
+        .join(Duration::from_secs(60))
+        .await
+        .map_err(|e| format!("join: {e:?}"))?;
+    Ok((socket, channel))
+}
+
+fn json(text: &str) -> Payload {
+    Payload::json_from_serialized(text.to_string()).expect("valid JSON")
+}
+
+/// Asks the server for `n` pushes; returns when they stopped arriving, with the time the last
+/// one was seen.
+async fn blast(channel: &Channel, count: &AtomicU64, n: u64) -> Instant {
+    let target = count.load(Ordering::Relaxed) + n;
+    channel
+        .call(
+            Event::from_string("blast".to_string()),
+            json(&format!("{{\"n\":{n}}}")),
+            TIMEOUT,
+        )
+        .await
+        .expect("blast reply");
+    let (mut seen, mut at, mut quiet) = (count.load(Ordering::Relaxed), Instant::now(), 0);
+    while seen < target && quiet < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = count.load(Ordering::Relaxed);
+        if now == seen {
+            quiet += 1;
+        } else {
+            (seen, at, quiet) = (now, Instant::now(), 0);
+        }
+    }
+    at
+}
+
+async fn recv(o: &Opts) -> Result<String, String> {
+    let count = Arc::new(AtomicU64::new(0));
+    let missed = Arc::new(AtomicU64::new(0));
+    let (c, m) = (count.clone(), missed.clone());
+    let (_socket, channel) = open(&o.url, move |channel| {
+        let events = channel.events();
+        tokio::spawn(async move {
+            loop {
+                match events.event().await {
+                    Ok(ev) => {
+                        if matches!(&ev.event, Event::User { user } if user == BLAST_EVENT) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(EventsError::MissedEvents { missed_event_count }) => {
+                        m.fetch_add(missed_event_count, Ordering::Relaxed);
+                    }
+                    Err(EventsError::NoMoreEvents) => break,
+                }
+            }
+        });
+    })
+    .await?;
+    blast(&channel, &count, (o.n / 10).clamp(1, 50_000)).await;
+    let (before, missed_before) = (
+        count.load(Ordering::Relaxed),
+        missed.load(Ordering::Relaxed),
+    );
+    let sw = Stopwatch::start();
+    let end = blast(&channel, &count, o.n).await;
+    let got = count.load(Ordering::Relaxed) - before;
+    let lost = missed.load(Ordering::Relaxed) - missed_before;
+    Ok(format!("count={got} missed={lost} {}", sw.fields(end)))
+}
+
+/// `total` calls, at most `window` in flight; returns (completed, errors).
+async fn pipeline(channel: &Arc<Channel>, total: u64, window: u64) -> (u64, u64) {
+    let issued = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..window.min(total))
+        .map(|_| {
+            let (channel, issued, errors) = (channel.clone(), issued.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                    let event = Event::from_string("echo".to_string());
+                    if channel
+                        .call(event, json(ECHO_PAYLOAD), TIMEOUT)
+                        .await
+                        .is_err()
+                    {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    for w in workers {
+        completed += w.await.unwrap_or(0);
+    }
+    (completed, errors.load(Ordering::Relaxed))
+}
+
+async fn reqresp(o: &Opts) -> Result<String, String> {
+    let (_socket, channel) = open(&o.url, |_| {}).await?;
+    pipeline(&channel, (o.n / 10).clamp(1, 20_000), o.window).await;
+    let sw = Stopwatch::start();
+    let (done, errors) = pipeline(&channel, o.n, o.window).await;
+    let end = Instant::now();
+    Ok(format!(
+        "count={done} window={} errors={errors} {}",
+        o.window,
+        sw.fields(end)
+    ))
+}
+
+async fn latency(o: &Opts) -> Result<String, String> {
+    let (_socket, channel) = open(&o.url, |_| {}).await?;
+    let once = || async {
+        let t = Instant::now();
+        let event = Event::from_string("echo".to_string());
+        channel
+            .call(event, json(ECHO_PAYLOAD), TIMEOUT)
+            .await
+            .map_err(|e| format!("echo: {e:?}"))?;
+        Ok::<f64, String>(t.elapsed().as_secs_f64() * 1e6)
+    };
+    for _ in 0..(o.n / 10).clamp(1, 2_000) {
+        once().await?;
+    }
+    let sw = Stopwatch::start();
+    let mut rtts = Vec::with_capacity(o.n as usize);
+    for _ in 0..o.n {
+        rtts.push(once().await?);
+    }
+    let end = Instant::now();
+    rtts.sort_by(f64::total_cmp);
+    let q = |q: f64| rtts[((q * rtts.len() as f64).ceil() as usize).clamp(1, rtts.len()) - 1];
+    let mean = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+    Ok(format!(
+        "count={} {} p50_us={:.1} p99_us={:.1} mean_us={mean:.1}",
+        rtts.len(),
+        sw.fields(end),
+        q(0.5),
+        q(0.99)
+    ))
+}
+
+/// Opens `count` sockets at once, each connected and joined; keeps them in `keep`.
+async fn open_many(
+    url: &str,
+    count: u64,
+    keep: &mut Vec<(Arc<Socket>, Arc<Channel>)>,
+) -> Result<(), String> {
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move { open(&url, |_| {}).await })
+        })
+        .collect();
+    for t in tasks {
+        keep.push(t.await.map_err(|e| format!("task: {e}"))??);
+    }
+    Ok(())
+}
+
+async fn memory(o: &Opts) -> Result<String, String> {
+    let mut keep = Vec::new();
+    open_many(&o.url, 10, &mut keep).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib();
+    let sw = Stopwatch::start();
+    open_many(&o.url, o.n, &mut keep).await?;
+    let fields = sw.fields(Instant::now());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib();
+    let per = after.saturating_sub(before) as f64 / o.n.max(1) as f64;
+    // Skip tearing the sockets down: the measurement is over.
+    std::mem::forget(keep);
+    Ok(format!(
+        "count={} rss_before_kib={before} rss_after_kib={after} kib_per_socket={per:.2} {fields}",
+        o.n
+    ))
+}
+
+#[tokio::main]
+async fn main() {
+    let result = match opts() {
+        Ok(o) => match o.scenario.as_str() {
+            "recv" => recv(&o).await,
+            "reqresp" => reqresp(&o).await,
+            "latency" => latency(&o).await,
+            "memory" => memory(&o).await,
+            s => Err(format!("unknown scenario {s}")),
+        }
+        .map(|fields| format!("RESULT client=pcc09 scenario={} {fields}", o.scenario)),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("phx-bench-pcc09: {e}");
+            std::process::exit(2);
+        }
+    }
+    // Skip the teardown (a thousand sockets in *memory*): the measurement is over.
+    std::process::exit(0);
+}
