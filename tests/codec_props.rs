@@ -7,9 +7,9 @@
 
 use phx::protocol::{
     decode_binary_client, decode_binary_server, decode_reply, decode_text, encode_binary_broadcast,
-    encode_binary_push, encode_binary_reply, encode_binary_server_push, encode_text,
-    encode_text_prepared, is_valid_json, write_json_string, DecodeError, EncodeError, Frame,
-    Payload, Reply, MAX_BINARY_FIELD, PHX_REPLY,
+    encode_binary_push, encode_binary_reply, encode_binary_server_push, encode_push, encode_text,
+    encode_text_prepared, is_valid_json, push_len, text_len, write_json_string, write_push_middle,
+    DecodeError, EncodeError, Frame, Payload, Reply, MAX_BINARY_FIELD, PHX_REPLY,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -255,6 +255,17 @@ proptest! {
         encode_text_prepared(&mut prepared, &jr, &r, &topic_json, &event, &payload);
         prop_assert_eq!(&prepared, &plain);
         prop_assert_eq!(prepared.len(), prepared.capacity());
+        // From a kept middle: the same bytes, and the length given beforehand.
+        let mut middle = String::new();
+        write_push_middle(&mut middle, &topic_json, &event);
+        let mut from_middle = String::from("x");
+        encode_push(&mut from_middle, &jr, &r, &middle, &payload);
+        prop_assert_eq!(&from_middle[1..], &plain);
+        prop_assert_eq!(push_len(&jr, &r, &middle, &payload), plain.len());
+        prop_assert_eq!(
+            text_len(Some(&jr), Some(&r), &topic, &event, &payload),
+            plain.len()
+        );
     }
 
     #[test]

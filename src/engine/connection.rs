@@ -210,6 +210,8 @@ pub(crate) struct Conn {
     /// Bytes of those frames (what [`Config::max_write_queue_bytes`] bounds).
     bytes: usize,
     unflushed: bool,
+    /// The buffer text frames are encoded into (see `frames`).
+    pub(crate) frames: super::frames::FrameBuf,
     /// Frames and bytes handed to the stream (the socket's statistics).
     pub(crate) sent: super::metrics::Traffic,
 }
@@ -223,6 +225,7 @@ impl Conn {
             live: 0,
             bytes: 0,
             unflushed: false,
+            frames: Default::default(),
             sent: Default::default(),
         }
     }
@@ -256,6 +259,7 @@ impl Conn {
     /// Gives back the write queue's capacity after a burst (see `reclaim`).
     pub(crate) fn reclaim(&mut self) {
         self.outbox.reclaim();
+        self.frames.reclaim();
     }
 
     /// Frames the write queue has room for.

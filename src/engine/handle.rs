@@ -24,7 +24,7 @@ use super::presence::PresenceList;
 use super::runtime;
 use super::types::*;
 use super::url::{endpoint, Endpoint};
-use super::Config;
+use super::{Completion, Config};
 use crate::protocol::{is_valid_json, MAX_BINARY_FIELD};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -644,23 +644,54 @@ impl Channel {
         timeout: Option<Duration>,
         on_reply: OnReply,
     ) -> Result<(), Status> {
-        validate(&payload, &self.shared.topic, event)?;
-        self.check_open()?;
+        self.push_with(event, payload, timeout, Completion::Boxed(on_reply))
+    }
+
+    /// [`Channel::push`] with any completion: one refused at once is disarmed (it never
+    /// fires).
+    pub(crate) fn push_with(
+        &self,
+        event: &str,
+        payload: Body,
+        timeout: Option<Duration>,
+        on_reply: Completion,
+    ) -> Result<(), Status> {
+        self.try_push(event, payload, timeout, on_reply)
+            .map_err(|(status, on_reply)| {
+                on_reply.disarm();
+                status
+            })
+    }
+
+    fn try_push(
+        &self,
+        event: &str,
+        payload: Body,
+        timeout: Option<Duration>,
+        on_reply: Completion,
+    ) -> Result<(), (Status, Completion)> {
+        if let Err(status) = validate(&payload, &self.shared.topic, event).and(self.check_open()) {
+            return Err((status, on_reply));
+        }
         // Lock-free: these flags only ever go from false to true, each before the call that
         // set it returned.
         if !self.shared.join_called.load(Ordering::Acquire)
             || self.shared.leave_called.load(Ordering::Acquire)
             || self.shared.retired.load(Ordering::Acquire)
         {
-            return Err(Status::StateError);
+            return Err((Status::StateError, on_reply));
         }
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.default_timeout);
-        self.send(Command::Push {
+        let sent = self.socket.cmd.send(Command::Push {
             channel: self.shared.id,
             event: self.shared.event_name(event),
             payload,
             deadline,
             on_reply,
+        });
+        sent.map_err(|refused| match refused {
+            Command::Push { on_reply, .. } => (Status::Closed, on_reply),
+            _ => unreachable!("the command sent"),
         })
     }
 

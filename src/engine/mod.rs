@@ -23,8 +23,10 @@
 mod actor;
 mod auth;
 mod commands;
+mod completion;
 mod config;
 mod connection;
+mod frames;
 mod handle;
 mod jitter;
 mod metrics;
@@ -42,6 +44,7 @@ pub use auth::{
     auth_subprotocol, ConnectProvider, Credentials, ProvideReply, Provider, AUTH_TOKEN_PREFIX,
     PHOENIX_SUBPROTOCOL,
 };
+pub(crate) use completion::{Completion, RawCompletion};
 pub use config::{millis, Config, TlsRoots};
 pub use connection::{AsyncIo, BoxIo, Connector, IoFuture, TcpConnector};
 pub use handle::{Channel, Socket, WaitError};

@@ -11,9 +11,10 @@ use super::reclaim::Shrink;
 use std::collections::{BTreeMap, VecDeque};
 use tokio::time::Instant;
 
-/// Identifies an armed timer so its owner can cancel it.
+/// Identifies an armed timer so its owner can cancel it: deadline, arming order, and whether
+/// it went to the lane (never compared in effect: arming orders are unique).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct TimerKey(Instant, u64);
+pub(crate) struct TimerKey(Instant, u64, bool);
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +45,15 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
-        let key = TimerKey(at, self.seq);
         // Only push timeouts: they come in bulk and in order; a long-lived timer (heartbeat,
         // join) at the lane's front would make every cancel behind it a search.
         let in_order = self.lane.back().is_none_or(|(last, _)| last.0 <= at);
-        if in_order && matches!(timer, Timer::PushTimeout(_)) {
+        let key = TimerKey(
+            at,
+            self.seq,
+            in_order && matches!(timer, Timer::PushTimeout(_)),
+        );
+        if key.2 {
             self.lane.push_back((key, Some(timer)));
         } else {
             self.map.insert(key, timer);
@@ -60,16 +65,17 @@ impl Timers {
         let Some(key) = key else {
             return;
         };
-        if self.map.remove(&key).is_some() {
+        if !key.2 {
+            self.map.remove(&key);
             return;
         }
-        // Mostly the front (timeouts complete in the order they were armed).
-        let i = match self.lane.front() {
-            Some((front, _)) if *front == key => 0,
-            _ => match self.lane.binary_search_by(|(k, _)| k.1.cmp(&key.1)) {
-                Ok(i) => i,
-                Err(_) => return,
-            },
+        // Mostly the front (timeouts complete in the order they were armed): popped at once.
+        if self.lane.front().is_some_and(|(front, _)| front.1 == key.1) {
+            self.lane.pop_front();
+            return self.trim();
+        }
+        let Ok(i) = self.lane.binary_search_by(|(k, _)| k.1.cmp(&key.1)) else {
+            return;
         };
         if self.lane[i].1.take().is_none() {
             return; // cancelled before

@@ -19,7 +19,8 @@ use super::types::{
 use super::util::{contain, FfiResult, UserData};
 use crate::engine::runtime;
 use crate::engine::{
-    ChannelState, DisconnectReason, LogLevel, Message, OnReply, ReplyRef, SocketState, Status,
+    ChannelState, Completion, DisconnectReason, LogLevel, Message, OnReply, RawCompletion,
+    ReplyRef, SocketState, Status,
 };
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::Ordering;
@@ -397,6 +398,28 @@ impl CompletionSink for CallbackSink {
             with_reply(reply, |r| unsafe { f(user_data.0, code, r) })
         }
     }
+}
+
+/// A C completion callback as an engine completion that costs no allocation (neither a boxed
+/// closure nor the hand-off state of [`submit`]): the engine fires it exactly once if it
+/// accepts the operation (with `Closed` if it discards it uncalled), never if the call that
+/// started the operation fails.
+pub(crate) fn callback_completion(CallbackSink(cb, user_data): CallbackSink) -> Completion {
+    let f = cb.map_or(std::ptr::null(), |f| f as *const ());
+    let ctx = [f, user_data.0.cast_const().cast::<()>()];
+    // SAFETY: the C API's contract: `cb` may be called with `user_data` once, on a library
+    // thread, at any time until then (`fire_callback` casts the pointers back).
+    Completion::Raw(unsafe { RawCompletion::new(fire_callback, ctx) })
+}
+
+fn fire_callback(ctx: [*const (); 2], status: Status, reply: Option<ReplyRef<'_>>) {
+    if ctx[0].is_null() {
+        return;
+    }
+    type ReplyFn = unsafe extern "C" fn(*mut c_void, u32, *const phx_reply_t);
+    // SAFETY: `ctx[0]` is the non-NULL `phx_reply_cb` that `callback_completion` stored.
+    let f = unsafe { std::mem::transmute::<*const (), ReplyFn>(ctx[0]) };
+    CallbackSink(Some(f), UserData(ctx[1].cast_mut().cast())).complete(status, reply.as_ref());
 }
 
 const SUBMITTING: u8 = 0;

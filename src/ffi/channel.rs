@@ -3,8 +3,8 @@
 //! `blocking`, over the same operations).
 
 use super::callbacks::{
-    phx_channel_handler_ex_t, phx_channel_handler_t, phx_free_fn, phx_reply_cb, read_sized, submit,
-    CallbackSink, ChannelRegistration, CompletionSink,
+    callback_completion, phx_channel_handler_ex_t, phx_channel_handler_t, phx_free_fn,
+    phx_reply_cb, read_sized, submit, CallbackSink, ChannelRegistration, CompletionSink,
 };
 use super::handles::{live, phx_channel_t, phx_socket_t, socket_arg};
 use super::queue::QueueSink;
@@ -45,6 +45,20 @@ pub(crate) fn push_op(
             .push(event, body, op_timeout(timeout_ms), on_reply)
     })
     .map_err(phx_status_t::from)
+}
+
+/// [`push_op`] completing through a C callback, with no allocation for the completion.
+fn push_callback_op(
+    c: &phx_channel_t,
+    event: &str,
+    body: Body,
+    timeout_ms: u64,
+    sink: CallbackSink,
+) -> FfiResult {
+    let on_reply = callback_completion(sink);
+    c.channel
+        .push_with(event, body, op_timeout(timeout_ms), on_reply)
+        .map_err(phx_status_t::from)
 }
 
 pub(crate) fn leave_op(
@@ -261,7 +275,7 @@ pub unsafe extern "C" fn phx_channel_push(
         let event = c_str(event)?;
         let body = Body::Json(c_str(payload_json)?.to_owned());
         let target = CallbackSink(cb, UserData(user_data));
-        push_op(c, event, body, timeout_ms, target)
+        push_callback_op(c, event, body, timeout_ms, target)
     })
 }
 
@@ -288,7 +302,7 @@ pub unsafe extern "C" fn phx_channel_push_binary(
         let event = c_str(event)?;
         let body = Body::Binary(c_slice(data, len)?.to_vec());
         let target = CallbackSink(cb, UserData(user_data));
-        push_op(c, event, body, timeout_ms, target)
+        push_callback_op(c, event, body, timeout_ms, target)
     })
 }
 

@@ -21,7 +21,8 @@ pub use error::{DecodeError, EncodeError};
 pub use scan::Decoded;
 pub use text::{
     decode_reply, decode_reply_reference, decode_text, decode_text_once, decode_text_reference,
-    encode_text, encode_text_prepared, is_valid_json, is_valid_json_reference, write_json_string,
+    encode_push, encode_text, encode_text_prepared, is_valid_json, is_valid_json_reference,
+    push_len, text_len, write_json_string, write_push_middle, TextOut,
 };
 
 use std::borrow::Cow;

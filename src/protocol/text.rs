@@ -82,10 +82,44 @@ pub fn decode_reply_reference(json: &str) -> Result<Reply<'_>, DecodeError> {
     }
 }
 
+/// Where the text encoders append: a `String`, or a byte buffer that only ever receives
+/// `&str` pieces (so stays UTF-8).
+pub trait TextOut {
+    fn push_str(&mut self, s: &str);
+    /// Room for `additional` more bytes (a frame's exact length is known before it is written).
+    fn reserve(&mut self, additional: usize);
+}
+
+impl TextOut for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s)
+    }
+    fn reserve(&mut self, additional: usize) {
+        self.reserve_exact(additional)
+    }
+}
+
+/// The length of the frame [`encode_text`] writes.
+pub fn text_len(
+    join_ref: Option<&str>,
+    ref_: Option<&str>,
+    topic: &str,
+    event: &str,
+    payload: &str,
+) -> usize {
+    let opt_len = |s: Option<&str>| s.map_or(4, json_string_len);
+    opt_len(join_ref)
+        + opt_len(ref_)
+        + json_string_len(topic)
+        + json_string_len(event)
+        + payload.len()
+        + 6
+}
+
 /// Appends a text frame. `payload` must already be valid JSON (callers validate user input once
 /// with [`is_valid_json`]); it is copied verbatim.
-pub fn encode_text(
-    out: &mut String,
+pub fn encode_text<O: TextOut + ?Sized>(
+    out: &mut O,
     join_ref: Option<&str>,
     ref_: Option<&str>,
     topic: &str,
@@ -94,60 +128,91 @@ pub fn encode_text(
 ) {
     // Exactly the frame's length: a frame whose buffer is full becomes a WebSocket message
     // without another allocation.
-    let opt_len = |s: Option<&str>| s.map_or(4, json_string_len);
-    let len = opt_len(join_ref)
-        + opt_len(ref_)
-        + json_string_len(topic)
-        + json_string_len(event)
-        + payload.len()
-        + 6;
-    out.reserve_exact(len);
-    out.push('[');
+    out.reserve(text_len(join_ref, ref_, topic, event, payload));
+    out.push_str("[");
     write_opt_string(out, join_ref);
-    out.push(',');
+    out.push_str(",");
     write_opt_string(out, ref_);
-    out.push(',');
+    out.push_str(",");
     write_json_string(out, topic);
-    out.push(',');
+    out.push_str(",");
     write_json_string(out, event);
-    out.push(',');
+    out.push_str(",");
     out.push_str(payload);
-    out.push(']');
+    out.push_str("]");
 }
 
 /// [`encode_text`] for the push path: `join_ref` and `ref_` are decimal numbers (nothing to
 /// escape) and `topic_json` is the topic as [`write_json_string`] wrote it, once per channel.
 /// Writes the same bytes as [`encode_text`], into exactly the frame's length.
-pub fn encode_text_prepared(
-    out: &mut String,
+pub fn encode_text_prepared<O: TextOut + ?Sized>(
+    out: &mut O,
     join_ref: &str,
     ref_: &str,
     topic_json: &str,
     event: &str,
     payload: &str,
 ) {
-    debug_assert!(join_ref
-        .bytes()
-        .chain(ref_.bytes())
-        .all(|b| b.is_ascii_digit()));
     let len = join_ref.len()
         + ref_.len()
         + topic_json.len()
         + json_string_len(event)
         + payload.len()
         + 10;
-    out.reserve_exact(len);
+    out.reserve(len);
+    encode_push_head(out, join_ref, ref_);
+    out.push_str("\",");
+    out.push_str(topic_json);
+    out.push_str(",");
+    write_json_string(out, event);
+    out.push_str(",");
+    out.push_str(payload);
+    out.push_str("]");
+}
+
+/// `["<join_ref>","<ref>`: the start of a push frame, up to its ref's closing quote.
+fn encode_push_head<O: TextOut + ?Sized>(out: &mut O, join_ref: &str, ref_: &str) {
+    debug_assert!(join_ref
+        .bytes()
+        .chain(ref_.bytes())
+        .all(|b| b.is_ascii_digit()));
     out.push_str("[\"");
     out.push_str(join_ref);
     out.push_str("\",\"");
     out.push_str(ref_);
+}
+
+/// Appends the part of a push frame that stays the same while a channel pushes one event
+/// name: from the ref's closing quote to the payload, `",<topic>,<event>,` (`topic_json` as
+/// [`write_json_string`] wrote it). A channel keeps it between pushes.
+pub fn write_push_middle(out: &mut String, topic_json: &str, event: &str) {
+    out.reserve_exact(topic_json.len() + json_string_len(event) + 3);
     out.push_str("\",");
     out.push_str(topic_json);
     out.push(',');
     write_json_string(out, event);
     out.push(',');
+}
+
+/// The length of the push frame [`encode_push`] writes.
+pub fn push_len(join_ref: &str, ref_: &str, middle: &str, payload: &str) -> usize {
+    join_ref.len() + ref_.len() + middle.len() + payload.len() + 6
+}
+
+/// A push frame from a middle [`write_push_middle`] wrote: the same bytes as
+/// [`encode_text_prepared`] with the same topic and event, in five copies. Reserves nothing
+/// (see [`push_len`]).
+pub fn encode_push<O: TextOut + ?Sized>(
+    out: &mut O,
+    join_ref: &str,
+    ref_: &str,
+    middle: &str,
+    payload: &str,
+) {
+    encode_push_head(out, join_ref, ref_);
+    out.push_str(middle);
     out.push_str(payload);
-    out.push(']');
+    out.push_str("]");
 }
 
 /// True when `text` is exactly one JSON value (surrounding whitespace allowed).
@@ -161,7 +226,7 @@ pub fn is_valid_json_reference(text: &str) -> bool {
     serde_json::from_str::<IgnoredAny>(text).is_ok()
 }
 
-fn write_opt_string(out: &mut String, s: Option<&str>) {
+fn write_opt_string<O: TextOut + ?Sized>(out: &mut O, s: Option<&str>) {
     match s {
         Some(s) => write_json_string(out, s),
         None => out.push_str("null"),
@@ -184,14 +249,14 @@ fn json_string_len(s: &str) -> usize {
 }
 
 /// Appends `s` as a JSON string literal, escaping as JSON.stringify and serde_json do.
-pub fn write_json_string(out: &mut String, s: &str) {
+pub fn write_json_string<O: TextOut + ?Sized>(out: &mut O, s: &str) {
     if !needs_escape(s) {
-        out.push('"');
+        out.push_str("\"");
         out.push_str(s);
-        out.push('"');
+        out.push_str("\"");
         return;
     }
-    out.push('"');
+    out.push_str("\"");
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: &str = match b {
@@ -209,15 +274,15 @@ pub fn write_json_string(out: &mut String, s: &str) {
         if esc.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xf) as usize] as char);
+            let hex = [HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]];
+            out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
         } else {
             out.push_str(esc);
         }
         start = i + 1;
     }
     out.push_str(&s[start..]);
-    out.push('"');
+    out.push_str("\"");
 }
 
 /// One envelope element before it is checked: null, a string, or something else.

@@ -15,11 +15,14 @@ mod joins;
 mod lifecycle;
 mod outbound;
 mod pushes;
+mod seq_map;
 
 use fast_map::FastMap;
 use outbound::{format_u64, send_binary, send_push_text, send_text};
+use seq_map::SeqMap;
 
 use super::connection::{self, Conn, Connector, Ws};
+use super::frames::Decimal;
 use super::handle::{lock, ChannelShared, SocketShared};
 use super::jitter::Jitter;
 use super::metrics::{Counters, SocketMetrics};
@@ -28,10 +31,11 @@ use super::reclaim::Shrink;
 use super::runtime::{self, CallbackGuard};
 use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
-use super::Config;
+use super::{Completion, Config};
 use crate::protocol::{self, Frame, PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -61,7 +65,7 @@ pub(crate) enum Command {
         event: Arc<str>,
         payload: Body,
         deadline: Instant,
-        on_reply: OnReply,
+        on_reply: Completion,
     },
     Leave {
         channel: u64,
@@ -97,12 +101,27 @@ struct PushOp {
     channel: u64,
     event: Arc<str>,
     payload: Body,
-    on_reply: OnReply,
+    on_reply: Completion,
     timer: TimerKey,
     /// Set once sent: the ref its reply will carry.
-    sent_ref: Option<u64>,
+    sent_ref: Option<NonZeroU64>,
     /// Its frame's position in the connection's write queue, once sent.
-    queued_at: Option<u64>,
+    queued_at: Option<QueuedAt>,
+}
+
+/// A frame's position in the write queue, plus one (so an `Option` of it takes no more room:
+/// a push's state is moved whole between its tables).
+#[derive(Clone, Copy)]
+struct QueuedAt(NonZeroU64);
+
+impl QueuedAt {
+    fn new(position: u64) -> Option<Self> {
+        NonZeroU64::new(position.wrapping_add(1)).map(QueuedAt)
+    }
+
+    fn position(self) -> u64 {
+        self.0.get() - 1
+    }
 }
 
 /// What a ref awaiting a reply belongs to.
@@ -125,6 +144,10 @@ struct Chan {
     join_ref_text: String,
     /// The topic as a JSON string, escaped once for every push frame.
     topic_json: Box<str>,
+    /// The event name of the last JSON push and the part of its frame between ref and
+    /// payload (`protocol::write_push_middle`), kept for the pushes that repeat the name.
+    push_event: Option<Arc<str>>,
+    push_middle: String,
     join_timer: Option<TimerKey>,
     /// The user's `join()` completion, until the first attempt completes.
     join_completion: Option<OnReply>,
@@ -138,6 +161,22 @@ struct Chan {
     presence: PresenceTracker,
     /// A join attempt of this instance succeeded once: a later rejoin may have missed messages.
     was_joined: bool,
+}
+
+impl Chan {
+    /// Makes `push_middle` the part of a JSON push frame of `event` between its ref and its
+    /// payload.
+    fn prepare_push(&mut self, event: &Arc<str>) {
+        let same = self
+            .push_event
+            .as_ref()
+            .is_some_and(|e| Arc::ptr_eq(e, event) || **e == **event);
+        if !same {
+            self.push_middle.clear();
+            protocol::write_push_middle(&mut self.push_middle, &self.topic_json, event);
+            self.push_event = Some(event.clone());
+        }
+    }
 }
 
 /// How an operation ended: the status and, when the server answered, its reply.
@@ -212,12 +251,16 @@ struct Actor {
     /// A frame arrived since the pending heartbeat was sent: the server is not silent.
     heard_since_heartbeat: bool,
     next_ref: u64,
+    /// Decimal text of the refs pushes carry.
+    ref_text: Decimal,
     /// Boxed: a table of a few 320-byte entries would hold room for several in every socket.
     channels: FastMap<u64, Box<Chan>>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
     by_topic: FastMap<Box<str>, Vec<u64>>,
-    awaiting: FastMap<u64, Awaiting>,
-    pushes: FastMap<u64, PushOp>,
+    /// Keyed by ref.
+    awaiting: SeqMap<Awaiting>,
+    /// Keyed by operation id.
+    pushes: SeqMap<PushOp>,
     next_op: u64,
     timers: Timers,
     sleep: Pin<Box<Sleep>>,
@@ -254,17 +297,14 @@ pub(crate) fn run(
     shared: Arc<SocketShared>,
     connector: Arc<dyn Connector>,
 ) -> impl Future<Output = ()> + Send {
-    // Made outside the task's body, so dropped with the task even if it never ran: if the
-    // runtime drops the task before a shutdown, later sends fail (and drop their
-    // completions) instead of queueing for nobody.
-    let close = CloseOnDrop(shared.clone());
-    async move {
-        let _close = close;
-        run_actor(shared, connector).await
-    }
+    // An argument of the task's future, so dropped with it even if it never ran (and after
+    // the actor's state otherwise): if the runtime drops the task before a shutdown, later
+    // sends fail (and drop their completions) instead of queueing for nobody.
+    run_actor(CloseOnDrop(shared), connector)
 }
 
-async fn run_actor(shared: Arc<SocketShared>, connector: Arc<dyn Connector>) {
+async fn run_actor(close: CloseOnDrop, connector: Arc<dyn Connector>) {
+    let shared = close.0.clone();
     let jitter = Jitter::new(shared.config.jitter_seed);
     let mut actor = Actor {
         shared,
@@ -281,10 +321,11 @@ async fn run_actor(shared: Arc<SocketShared>, connector: Arc<dyn Connector>) {
         heartbeat_pending: None,
         heard_since_heartbeat: false,
         next_ref: 0,
+        ref_text: Decimal::default(),
         channels: FastMap::default(),
         by_topic: FastMap::default(),
-        awaiting: FastMap::default(),
-        pushes: FastMap::default(),
+        awaiting: SeqMap::default(),
+        pushes: SeqMap::default(),
         next_op: 0,
         timers: Timers::default(),
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
@@ -538,9 +579,10 @@ impl Actor {
                 // Operations queued behind the shutdown still complete exactly once.
                 for cmd in self.shared.cmd.close() {
                     match cmd {
-                        Command::Join { on_reply, .. }
-                        | Command::Push { on_reply, .. }
-                        | Command::Leave { on_reply, .. } => {
+                        Command::Join { on_reply, .. } | Command::Leave { on_reply, .. } => {
+                            complete(on_reply, Outcome::of(Status::Closed))
+                        }
+                        Command::Push { on_reply, .. } => {
                             complete(on_reply, Outcome::of(Status::Closed))
                         }
                         Command::Shutdown(Some(other)) => other.send(),
@@ -573,6 +615,8 @@ impl Actor {
                 join_ref: None,
                 join_ref_text: String::new(),
                 topic_json: topic_json.into(),
+                push_event: None,
+                push_middle: String::new(),
                 join_timer: None,
                 join_completion: None,
                 buffer: VecDeque::new(),
@@ -699,6 +743,7 @@ fn call_user(f: impl FnOnce()) {
     });
 }
 
-fn complete(on_reply: OnReply, outcome: Outcome<'_>) {
-    call_user(|| on_reply(outcome.status, outcome.reply));
+fn complete(on_reply: impl Into<Completion>, outcome: Outcome<'_>) {
+    let on_reply = on_reply.into();
+    call_user(|| on_reply.call(outcome.status, outcome.reply));
 }

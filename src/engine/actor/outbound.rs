@@ -31,26 +31,28 @@ pub(super) fn send_text(
     let conn = conn.as_mut()?;
     let mut buf = [0; 20];
     let r = r.map(|r| format_u64(&mut buf, r));
-    let mut out = String::new();
-    protocol::encode_text(&mut out, join_ref, r, topic, event, payload);
-    Some(conn.queue(WsMessage::Text(out.into())))
+    let len = protocol::text_len(join_ref, r, topic, event, payload);
+    let frame = conn.frames.text(len, |out| {
+        protocol::encode_text(out, join_ref, r, topic, event, payload)
+    });
+    Some(conn.queue(WsMessage::Text(frame)))
 }
 
-/// [`send_text`] for a JSON push: the topic comes escaped (see `Chan::topic_json`).
+/// [`send_text`] for a JSON push: `ref_` in decimal, `middle` as `protocol::write_push_middle`
+/// wrote it for the channel's topic and the push's event (see `Chan::push_middle`).
 pub(super) fn send_push_text(
     conn: &mut Option<Conn>,
     join_ref: &str,
-    r: u64,
-    topic_json: &str,
-    event: &str,
+    ref_: &str,
+    middle: &str,
     payload: &str,
 ) -> Option<u64> {
     let conn = conn.as_mut()?;
-    let mut buf = [0; 20];
-    let r = format_u64(&mut buf, r);
-    let mut out = String::new();
-    protocol::encode_text_prepared(&mut out, join_ref, r, topic_json, event, payload);
-    Some(conn.queue(WsMessage::Text(out.into())))
+    let len = protocol::push_len(join_ref, ref_, middle, payload);
+    let frame = conn.frames.text(len, |out| {
+        protocol::encode_push(out, join_ref, ref_, middle, payload)
+    });
+    Some(conn.queue(WsMessage::Text(frame)))
 }
 
 /// [`send_text`] for a binary push.

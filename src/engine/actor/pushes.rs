@@ -9,21 +9,22 @@ impl Actor {
         event: Arc<str>,
         payload: Body,
         deadline: Instant,
-        on_reply: OnReply,
+        on_reply: Completion,
     ) {
         // The handle checked the channel's state; one closed since (by another thread, or by
         // the server) closes the push too.
-        let state = self.channels.get(&id).map(|c| c.state);
-        match state {
-            Some(ChannelState::Joined | ChannelState::Joining | ChannelState::Errored) => {}
+        let Some(ch) = self.channels.get(&id) else {
+            return complete(on_reply, Outcome::of(Status::Closed));
+        };
+        match ch.state {
+            ChannelState::Joined | ChannelState::Joining | ChannelState::Errored => {}
             _ => return complete(on_reply, Outcome::of(Status::Closed)),
         }
         if deadline <= Instant::now() {
             return complete(on_reply, Outcome::of(Status::Timeout));
         }
-        let sends_now = state == Some(ChannelState::Joined) && self.conn.is_some();
-        let buffered = self.channels.get(&id).map_or(0, |c| c.buffer.len());
-        if !sends_now && buffered >= self.config().max_buffered_pushes {
+        let sends_now = ch.state == ChannelState::Joined && self.conn.is_some();
+        if !sends_now && ch.buffer.len() >= self.config().max_buffered_pushes {
             return complete(on_reply, Outcome::of(Status::BufferFull));
         }
         self.next_op += 1;
@@ -51,38 +52,36 @@ impl Actor {
     // ---- pushes -----------------------------------------------------------------------------
 
     pub(super) fn send_push(&mut self, op_id: u64) {
-        if self.write_queue_full(op_id) {
-            return self.finish_push(op_id, Outcome::of(Status::WriteQueueFull));
-        }
-        let r = self.take_ref();
         let Some(op) = self.pushes.get_mut(&op_id) else {
             return;
         };
-        let Some(ch) = self.channels.get(&op.channel) else {
+        let Some(ch) = self.channels.get_mut(&op.channel) else {
             return;
         };
-        op.sent_ref = Some(r);
+        // A frame that would take the write queue past its bound (a peer that does not read)
+        // is refused rather than queued.
+        let limit = self.shared.config.max_write_queue_bytes;
+        if (self.conn.as_ref()).is_some_and(|c| c.queued_bytes() + frame_bound(op, ch) > limit) {
+            return self.finish_push(op_id, Outcome::of(Status::WriteQueueFull));
+        }
+        self.next_ref += 1;
+        let r = self.next_ref;
+        op.sent_ref = NonZeroU64::new(r);
         self.awaiting.insert(r, Awaiting::Push(op_id));
         // The payload goes on the wire now; the operation keeps only its completion.
         let payload = std::mem::replace(&mut op.payload, Body::Json(String::new()));
-        let event = &op.event;
-        let jr = ch.join_ref_text.as_str();
         op.queued_at = match &payload {
-            Body::Json(json) => send_push_text(&mut self.conn, jr, r, &ch.topic_json, event, json),
-            Body::Binary(b) => send_binary(&mut self.conn, Some(jr), r, &ch.shared.topic, event, b),
+            Body::Json(json) => {
+                ch.prepare_push(&op.event);
+                let ref_ = self.ref_text.of(r);
+                let (jr, middle) = (&ch.join_ref_text, &ch.push_middle);
+                send_push_text(&mut self.conn, jr, ref_, middle, json).and_then(QueuedAt::new)
+            }
+            Body::Binary(b) => {
+                let (jr, topic) = (Some(ch.join_ref_text.as_str()), &ch.shared.topic);
+                send_binary(&mut self.conn, jr, r, topic, &op.event, b).and_then(QueuedAt::new)
+            }
         };
-    }
-
-    /// Push `op_id`'s frame would take the write queue past its bound (a peer that does not
-    /// read): it is refused rather than queued.
-    fn write_queue_full(&self, op_id: u64) -> bool {
-        let (Some(conn), Some(op)) = (&self.conn, self.pushes.get(&op_id)) else {
-            return false;
-        };
-        let Some(ch) = self.channels.get(&op.channel) else {
-            return false;
-        };
-        conn.queued_bytes() + frame_bound(op, ch) > self.shared.config.max_write_queue_bytes
     }
 
     /// A push ran out of time: it leaves its buffer, or the write queue if it is still
@@ -93,9 +92,9 @@ impl Actor {
         };
         match p.sent_ref {
             Some(r) => {
-                self.awaiting.remove(&r);
+                self.awaiting.remove(&r.get());
                 if let (Some(conn), Some(at)) = (&mut self.conn, p.queued_at) {
-                    conn.withdraw(at);
+                    conn.withdraw(at.position());
                 }
             }
             None => {
@@ -136,7 +135,7 @@ impl Actor {
             .iter()
             .filter_map(|(r, a)| match *a {
                 Awaiting::Push(op) if self.pushes.get(&op).is_some_and(|p| p.channel == id) => {
-                    Some((*r, op))
+                    Some((r, op))
                 }
                 _ => None,
             })
