@@ -1652,6 +1652,12 @@ void phx_response_free(struct phx_response_t *r);
  * - `free_user_data` (nullable): called exactly once with `user_data` after the last call of
  *   `wake`, when the socket is freed.
  *
+ * Memory: events are written one after another into shared blocks of 8 KiB (an event larger
+ * than 2 KiB gets a block of its own), which are reused once every event in them is freed, so
+ * queueing an event allocates nothing in the steady state. Each event is still freed on its
+ * own, but a block is returned only when its last event is freed: an event kept for long keeps
+ * up to 8 KiB allocated. A socket whose events are all freed keeps at most two blocks.
+ *
  * Ownership: on `PHX_OK` the socket owns `user_data` (released through `free_user_data`);
  * on any error nothing is consumed. Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL socket or a
  * zero capacity, `PHX_ERR_STATE` if events are already enabled. Any thread, concurrently (one
@@ -1668,8 +1674,11 @@ phx_status_t phx_socket_events_enable(struct phx_socket_t *s,
  * (use it with poll/epoll/select; never read from or write to it). It is owned by the socket:
  * do not close it; it is valid until `phx_socket_free(s)`.
  *
+ * The descriptor is made by the first call (readable at once if events are already queued),
+ * so a socket whose consumer never asks for it holds none and pays no system call per batch.
+ *
  * Returns `PHX_ERR_STATE` before `phx_socket_events_enable` (or where the platform has no
- * such descriptor), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out_fd` is written only
+ * such descriptor, or it cannot be made), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out_fd` is written only
  * on `PHX_OK`. Any thread, concurrently.
  */
 phx_status_t phx_socket_event_fd(struct phx_socket_t *s,

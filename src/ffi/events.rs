@@ -2,10 +2,11 @@
 //! readiness descriptor, taking and freeing events.
 
 use super::callbacks::{phx_free_fn, phx_wake_fn, WakeRegistration};
-use super::handles::socket_arg;
-use super::queue::{phx_event_t, EventBox, EventQueue, Next};
+use super::event_store::OwnedEvent;
+use super::handles::{phx_socket_t, socket_arg};
+use super::queue::{phx_event_t, EventQueue, Next};
 use super::status::phx_status_t;
-use super::util::{box_from_raw, guard, guard_or, out_ptr, write_out, FfiResult};
+use super::util::{guard, guard_or, out_ptr, write_out, FfiResult};
 use crate::engine::runtime;
 use std::ffi::{c_int, c_void};
 
@@ -31,6 +32,12 @@ use std::ffi::{c_int, c_void};
 /// wake-up per batch.
 /// - `free_user_data` (nullable): called exactly once with `user_data` after the last call of
 ///   `wake`, when the socket is freed.
+///
+/// Memory: events are written one after another into shared blocks of 8 KiB (an event larger
+/// than 2 KiB gets a block of its own), which are reused once every event in them is freed, so
+/// queueing an event allocates nothing in the steady state. Each event is still freed on its
+/// own, but a block is returned only when its last event is freed: an event kept for long keeps
+/// up to 8 KiB allocated. A socket whose events are all freed keeps at most two blocks.
 ///
 /// Ownership: on `PHX_OK` the socket owns `user_data` (released through `free_user_data`);
 /// on any error nothing is consumed. Returns `PHX_ERR_INVALID_ARGUMENT` for a NULL socket or a
@@ -66,8 +73,11 @@ pub unsafe extern "C" fn phx_socket_events_enable(
 /// (use it with poll/epoll/select; never read from or write to it). It is owned by the socket:
 /// do not close it; it is valid until `phx_socket_free(s)`.
 ///
+/// The descriptor is made by the first call (readable at once if events are already queued),
+/// so a socket whose consumer never asks for it holds none and pays no system call per batch.
+///
 /// Returns `PHX_ERR_STATE` before `phx_socket_events_enable` (or where the platform has no
-/// such descriptor), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out_fd` is written only
+/// such descriptor, or it cannot be made), `PHX_ERR_INVALID_ARGUMENT` for NULL arguments. `*out_fd` is written only
 /// on `PHX_OK`. Any thread, concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn phx_socket_event_fd(
@@ -77,7 +87,7 @@ pub unsafe extern "C" fn phx_socket_event_fd(
     guard(|| {
         let s = socket_arg(s)?;
         let out = out_ptr(out_fd)?;
-        let fd = s.core.queue()?.fd().ok_or(phx_status_t::PHX_ERR_STATE)?;
+        let fd = queue_of(&s)?.fd().ok_or(phx_status_t::PHX_ERR_STATE)?;
         write_out(out, fd);
         Ok(())
     })
@@ -101,11 +111,11 @@ pub unsafe extern "C" fn phx_socket_next_event(
     guard(|| {
         let s = socket_arg(s)?;
         let out = out_ptr(out)?;
-        let queue = s.core.queue()?;
+        let queue = queue_of(&s)?;
         if timeout_ms > 0 && runtime::on_library_thread() {
             return Err(phx_status_t::PHX_ERR_WRONG_THREAD);
         }
-        take(&queue, timeout_ms, out)
+        take(queue, timeout_ms, out)
     })
 }
 
@@ -121,8 +131,8 @@ pub unsafe extern "C" fn phx_socket_try_event(
     guard(|| {
         let s = socket_arg(s)?;
         let out = out_ptr(out)?;
-        let queue = s.core.queue()?;
-        take(&queue, 0, out)
+        let queue = queue_of(&s)?;
+        take(queue, 0, out)
     })
 }
 
@@ -158,16 +168,14 @@ pub unsafe extern "C" fn phx_socket_next_events(
         if events.is_null() || max == 0 {
             return Err(phx_status_t::PHX_ERR_INVALID_ARGUMENT);
         }
-        let queue = s.core.queue()?;
+        let queue = queue_of(&s)?;
         if timeout_ms > 0 && runtime::on_library_thread() {
             return Err(phx_status_t::PHX_ERR_WRONG_THREAD);
         }
         let mut taken = 0;
         let next = queue.next_batch(timeout_ms, max, |ev| {
             // SAFETY: the caller gave room for `max` pointers; at most `max` are taken.
-            events
-                .add(taken)
-                .write(Box::into_raw(ev).cast::<phx_event_t>());
+            events.add(taken).write(ev.into_raw());
             taken += 1;
         });
         write_out(n, taken);
@@ -189,16 +197,24 @@ pub unsafe extern "C" fn phx_events_free(events: *const *mut phx_event_t, n: usi
             return;
         }
         for i in 0..n {
-            let e = *events.add(i);
-            drop(box_from_raw(e.cast::<EventBox>()));
+            drop(OwnedEvent::from_raw(*events.add(i)));
         }
     })
+}
+
+/// The socket's queue, borrowed (the caller holds a reference to the socket, which owns it).
+fn queue_of(s: &phx_socket_t) -> FfiResult<&EventQueue> {
+    s.core
+        .events
+        .get()
+        .map(|q| &**q)
+        .ok_or(phx_status_t::PHX_ERR_STATE)
 }
 
 unsafe fn take(queue: &EventQueue, timeout_ms: u64, out: *mut *mut phx_event_t) -> FfiResult {
     match queue.next(timeout_ms) {
         Next::Event(ev) => {
-            write_out(out, Box::into_raw(ev).cast::<phx_event_t>());
+            write_out(out, ev.into_raw());
             Ok(())
         }
         Next::Empty => Err(phx_status_t::PHX_ERR_AGAIN),
@@ -211,7 +227,6 @@ unsafe fn take(queue: &EventQueue, timeout_ms: u64, out: *mut *mut phx_event_t) 
 #[no_mangle]
 pub unsafe extern "C" fn phx_event_free(e: *mut phx_event_t) {
     guard_or((), || {
-        // `phx_event_t` is the first field of the `EventBox` it was allocated as.
-        drop(box_from_raw(e.cast::<EventBox>()));
+        drop(OwnedEvent::from_raw(e));
     })
 }

@@ -59,6 +59,9 @@ mod handles;
 /// The owned event queue itself.
 mod queue;
 
+/// Where queued events are stored.
+mod event_store;
+
 /// Callback registrations and completions.
 mod callbacks;
 

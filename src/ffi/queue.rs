@@ -10,10 +10,11 @@
 #![allow(non_camel_case_types)]
 
 use super::callbacks::{CompletionSink, WakeRegistration};
+use super::event_store::{event_size, Blocks, OwnedEvent};
 use super::status::phx_status_t;
 use super::sync::{self, Condvar, Mutex};
 use super::types::{channel_state, payload_parts, phx_event_kind_t, phx_reason_t, socket_state};
-use super::util::{lock, millis, opt_ptr, Packed, StrPack};
+use super::util::{lock, millis};
 use crate::engine::runtime;
 use crate::engine::{ChannelState, DisconnectReason, Message, ReplyRef, SocketState, Status};
 use crate::protocol::Payload;
@@ -92,20 +93,6 @@ pub struct phx_event_t {
     pub rtt_us: u64,
 }
 
-/// The allocation behind a `phx_event_t *`: the public part first, then its storage.
-#[repr(C)]
-pub(crate) struct EventBox {
-    pub(crate) ev: phx_event_t,
-    storage: Vec<u8>,
-    /// Only state events carry a reason: the rest do not pay for its 272 bytes.
-    reason: Option<Box<phx_reason_t>>,
-    /// What it counts for in the queue's bound in bytes ([`EventSpec::cost`]).
-    cost: usize,
-}
-
-// SAFETY: the raw pointers point into `storage`, owned by the same box.
-unsafe impl Send for EventBox {}
-
 /// What to put in an event (see [`phx_event_t`] for which fields a kind sets).
 #[derive(Default)]
 pub(crate) struct EventSpec<'a> {
@@ -121,7 +108,7 @@ pub(crate) struct EventSpec<'a> {
     ref_: Option<&'a str>,
     reply_status: Option<&'a str>,
     payload: Option<Payload<'a>>,
-    reason: Option<phx_reason_t>,
+    reason: Option<&'a phx_reason_t>,
     key: Option<&'a str>,
     metas: Option<&'a str>,
     missed: u32,
@@ -129,29 +116,9 @@ pub(crate) struct EventSpec<'a> {
 }
 
 impl EventSpec<'_> {
-    /// The bytes the event holds: its box, its strings and payload, its reason.
-    fn cost(&self) -> usize {
-        let strs = [
-            self.topic,
-            self.event,
-            self.join_ref,
-            self.ref_,
-            self.reply_status,
-        ];
-        let payload = self
-            .payload
-            .as_ref()
-            .map_or(0, |p| payload_parts(p).1.len());
-        std::mem::size_of::<EventBox>()
-            + strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
-            + payload
-            + self
-                .reason
-                .map_or(0, |_| std::mem::size_of::<phx_reason_t>())
-    }
-
-    fn build(&self, cost: usize) -> Box<EventBox> {
-        let strs = [
+    /// The strings the event points to, in the order they are stored.
+    fn strs(&self) -> [Option<&str>; 7] {
+        [
             self.topic,
             self.event,
             self.join_ref,
@@ -159,57 +126,115 @@ impl EventSpec<'_> {
             self.reply_status,
             self.key,
             self.metas,
-        ];
-        let (payload_kind, payload) = self.payload.as_ref().map_or((0, &[][..]), payload_parts);
-        let size = strs.iter().flatten().map(|s| s.len() + 1).sum::<usize>()
-            + self.payload.map_or(0, |_| payload.len());
-        let mut storage = Vec::with_capacity(size);
-        let mut pack = StrPack::new(&mut storage);
-        let [topic, event, join_ref, ref_, reply_status, key, metas] =
-            strs.map(|s| pack.push_opt(s));
-        let body = self.payload.map(|_| pack.push_bytes(payload));
-        let buf = pack.finish();
-        let [topic, event, join_ref, ref_, reply_status, key, metas] =
-            [topic, event, join_ref, ref_, reply_status, key, metas].map(|p| opt_ptr(p, buf));
-        let ev = phx_event_t {
-            kind: self.kind,
-            status: self.status,
-            state: self.state,
-            payload_kind,
-            tag: self.tag,
-            dropped: self.dropped,
-            channel_id: self.channel_id,
-            topic: topic.0,
-            topic_len: topic.1,
-            event: event.0,
-            event_len: event.1,
-            join_ref: join_ref.0,
-            join_ref_len: join_ref.1,
-            r#ref: ref_.0,
-            ref_len: ref_.1,
-            reply_status: reply_status.0,
-            reply_status_len: reply_status.1,
-            payload: body.map_or(std::ptr::null(), |p| p.bytes_ptr(buf)),
-            payload_len: body.map_or(0, Packed::len),
-            reason: std::ptr::null(),
-            key: key.0,
-            key_len: key.1,
-            metas: metas.0,
-            metas_len: metas.1,
-            missed: self.missed,
-            rtt_us: self.rtt_us,
+        ]
+    }
+
+    /// The bytes the event takes in the queue's storage: the event, its reason, its strings
+    /// (NUL-terminated) and its payload. What it counts for in the bound in bytes.
+    fn cost(&self) -> usize {
+        let strs: usize = self.strs().iter().flatten().map(|s| s.len() + 1).sum();
+        let payload = self
+            .payload
+            .as_ref()
+            .map_or(0, |p| payload_parts(p).1.len());
+        let reason = self
+            .reason
+            .map_or(0, |_| std::mem::size_of::<phx_reason_t>());
+        event_size(reason + strs + payload)
+    }
+
+    /// Writes the event into `blocks`; `cost` is [`EventSpec::cost`].
+    fn build(&self, blocks: &mut Blocks, cost: usize) -> OwnedEvent {
+        blocks.write(cost, |ev, at| {
+            let mut at = Writer(at);
+            // SAFETY: the event's size counts the reason (first, so 8-aligned), then every
+            // string with its NUL, then the payload.
+            unsafe {
+                let reason = match self.reason {
+                    Some(r) => at.reason(r),
+                    None => std::ptr::null(),
+                };
+                let topic = at.str(self.topic);
+                let event = at.str(self.event);
+                let join_ref = at.str(self.join_ref);
+                let ref_ = at.str(self.ref_);
+                let reply_status = at.str(self.reply_status);
+                let key = at.str(self.key);
+                let metas = at.str(self.metas);
+                let (payload_kind, payload, payload_len) = match &self.payload {
+                    Some(p) => {
+                        let (kind, bytes) = payload_parts(p);
+                        (kind, at.bytes(bytes), bytes.len())
+                    }
+                    None => (0, std::ptr::null(), 0),
+                };
+                ev.write(phx_event_t {
+                    kind: self.kind,
+                    status: self.status,
+                    state: self.state,
+                    payload_kind,
+                    tag: self.tag,
+                    dropped: self.dropped,
+                    channel_id: self.channel_id,
+                    topic: topic.0,
+                    topic_len: topic.1,
+                    event: event.0,
+                    event_len: event.1,
+                    join_ref: join_ref.0,
+                    join_ref_len: join_ref.1,
+                    r#ref: ref_.0,
+                    ref_len: ref_.1,
+                    reply_status: reply_status.0,
+                    reply_status_len: reply_status.1,
+                    payload,
+                    payload_len,
+                    reason,
+                    key: key.0,
+                    key_len: key.1,
+                    metas: metas.0,
+                    metas_len: metas.1,
+                    missed: self.missed,
+                    rtt_us: self.rtt_us,
+                });
+            }
+        })
+    }
+}
+
+/// Copies what an event points to into its storage, one piece after another.
+struct Writer(*mut u8);
+
+impl Writer {
+    /// # Safety
+    /// There is room for the reason, and the writer is 8-aligned.
+    unsafe fn reason(&mut self, r: &phx_reason_t) -> *const phx_reason_t {
+        let p = self.0.cast::<phx_reason_t>();
+        p.write(*r);
+        self.0 = self.0.add(std::mem::size_of::<phx_reason_t>());
+        p
+    }
+
+    /// # Safety
+    /// There is room for `bytes`.
+    unsafe fn bytes(&mut self, bytes: &[u8]) -> *const u8 {
+        let p = self.0;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        self.0 = p.add(bytes.len());
+        p
+    }
+
+    /// A NUL-terminated copy of `s`, or NULL (length 0).
+    ///
+    /// # Safety
+    /// There is room for `s` and its NUL.
+    unsafe fn str(&mut self, s: Option<&str>) -> (*const c_char, usize) {
+        let Some(s) = s else {
+            return (std::ptr::null(), 0);
         };
-        let mut event = Box::new(EventBox {
-            ev,
-            storage,
-            reason: self.reason.map(Box::new),
-            cost,
-        });
-        // Heap buffers do not move when their owners do, so the pointers stay valid.
-        if let Some(reason) = &event.reason {
-            event.ev.reason = &**reason;
-        }
-        event
+        let p = self.bytes(s.as_bytes());
+        self.0.write(0);
+        self.0 = self.0.add(1);
+        (p.cast(), s.len())
     }
 }
 
@@ -302,7 +327,9 @@ impl Drop for Readiness {
 // ---- the queue --------------------------------------------------------------------------------------
 
 struct QueueState {
-    items: VecDeque<Box<EventBox>>,
+    items: VecDeque<OwnedEvent>,
+    /// Where events are written.
+    blocks: Blocks,
     capacity: usize,
     /// Bytes the queued events hold, and their bound (see [`EventSpec::cost`]).
     bytes: usize,
@@ -313,6 +340,9 @@ struct QueueState {
     closed: bool,
     /// Threads blocked in `next`: only then is the condition variable signalled.
     waiters: usize,
+    /// The readiness descriptor, made when first asked for (`phx_socket_event_fd`): a
+    /// consumer that never asks pays no system call per batch and holds no descriptor.
+    readiness: Option<Readiness>,
     /// The readiness descriptor was made readable and not cleared since.
     signalled: bool,
     /// Events were added in the socket task's current batch and the consumer is told at its
@@ -324,29 +354,26 @@ struct QueueState {
 pub(crate) struct EventQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
-    readiness: Option<Readiness>,
     wake: std::sync::Mutex<Option<Arc<WakeRegistration>>>,
 }
 
 /// What waiting for an event produced.
 #[must_use]
 pub(crate) enum Next {
-    Event(Box<EventBox>),
+    Event(OwnedEvent),
     Empty,
     Closed,
 }
 
-/// Defers an `EventQueue`'s notification to the end of the socket task's batch.
-struct Deferred(Arc<EventQueue>);
-
-impl runtime::BatchEnd for Deferred {
+/// A notification deferred to the end of the socket task's batch.
+impl runtime::BatchEnd for EventQueue {
     fn batch_end(&self) {
-        let mut st = sync::lock(&self.0.state);
+        let mut st = sync::lock(&self.state);
         st.deferred = false;
         if st.items.is_empty() {
             return; // taken meanwhile
         }
-        self.0.notify(st, true);
+        self.notify(st, true);
     }
 }
 
@@ -358,18 +385,19 @@ impl EventQueue {
     ) -> Arc<Self> {
         Arc::new(EventQueue {
             state: Mutex::new(QueueState {
-                items: VecDeque::with_capacity(capacity.min(1024)),
+                items: VecDeque::with_capacity(capacity.min(64)),
+                blocks: Blocks::new(),
                 capacity,
                 bytes: 0,
                 max_bytes,
                 dropped: 0,
                 closed: false,
                 waiters: 0,
+                readiness: None,
                 signalled: false,
                 deferred: false,
             }),
             ready: Condvar::new(),
-            readiness: Readiness::new(),
             wake: std::sync::Mutex::new(wake.map(Arc::new)),
         })
     }
@@ -380,8 +408,21 @@ impl EventQueue {
         Arc::try_unwrap(wake).ok()
     }
 
+    /// The readiness descriptor, made on the first call (readable at once if events are
+    /// queued); `None` where the platform has none or it cannot be made.
     pub(crate) fn fd(&self) -> Option<c_int> {
-        self.readiness.as_ref().map(|r| r.read_fd)
+        let mut st = sync::lock(&self.state);
+        if st.readiness.is_none() {
+            st.readiness = Some(Readiness::new()?);
+            st.signalled = false;
+        }
+        if !st.items.is_empty() && !st.signalled {
+            st.signalled = true;
+            if let Some(r) = &st.readiness {
+                r.set();
+            }
+        }
+        st.readiness.as_ref().map(|r| r.read_fd)
     }
 
     /// Adds an event. `droppable` events are dropped (and counted) while the queue is full, in
@@ -405,12 +446,13 @@ impl EventQueue {
                 return;
             }
         }
-        st.items.push_back(spec.build(cost));
+        let ev = spec.build(&mut st.blocks, cost);
+        st.items.push_back(ev);
         st.bytes += cost;
         if st.deferred {
             return;
         }
-        if runtime::defer_to_batch_end(|| Arc::new(Deferred(self.clone()))) {
+        if runtime::defer_to_batch_end(|| self.clone()) {
             st.deferred = true;
             return;
         }
@@ -422,7 +464,7 @@ impl EventQueue {
     fn notify(&self, mut st: sync::MutexGuard<'_, QueueState>, batch: bool) {
         if !st.signalled {
             st.signalled = true;
-            if let Some(r) = &self.readiness {
+            if let Some(r) = &st.readiness {
                 r.set();
             }
         }
@@ -442,10 +484,16 @@ impl EventQueue {
     }
 
     /// Queues the overflow event if events were dropped and there is room for it.
+    #[inline]
     fn report_overflow(&self, st: &mut QueueState) {
-        if st.dropped == 0 || st.items.len() >= st.capacity {
-            return;
+        if st.dropped != 0 && st.items.len() < st.capacity {
+            self.queue_overflow(st);
         }
+    }
+
+    /// [`EventQueue::report_overflow`]'s rare path.
+    #[cold]
+    fn queue_overflow(&self, st: &mut QueueState) {
         let spec = EventSpec {
             kind: phx_event_kind_t::PHX_EVENT_OVERFLOW as u32,
             dropped: st.dropped,
@@ -455,12 +503,13 @@ impl EventQueue {
         if st.items.is_empty() || st.bytes + cost <= st.max_bytes {
             if !st.signalled && !st.deferred {
                 st.signalled = true;
-                if let Some(r) = &self.readiness {
+                if let Some(r) = &st.readiness {
                     r.set();
                 }
             }
             st.bytes += cost;
-            st.items.push_back(spec.build(cost));
+            let ev = spec.build(&mut st.blocks, cost);
+            st.items.push_back(ev);
             st.dropped = 0;
         }
     }
@@ -487,9 +536,9 @@ impl EventQueue {
         &self,
         timeout_ms: u64,
         max: usize,
-        mut out: impl FnMut(Box<EventBox>),
+        mut out: impl FnMut(OwnedEvent),
     ) -> Next {
-        let deadline = Instant::now() + millis(timeout_ms);
+        let mut deadline = None;
         let mut st = sync::lock(&self.state);
         loop {
             if !st.items.is_empty() {
@@ -503,7 +552,7 @@ impl EventQueue {
                 }
                 if st.items.is_empty() && st.signalled {
                     st.signalled = false;
-                    if let Some(r) = &self.readiness {
+                    if let Some(r) = &st.readiness {
                         r.clear();
                     }
                 }
@@ -512,7 +561,12 @@ impl EventQueue {
             if st.closed {
                 return Next::Closed;
             }
+            if timeout_ms == 0 {
+                return Next::Empty;
+            }
+            // The clock is read only when there is a wait.
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert_with(|| now + millis(timeout_ms));
             if now >= deadline {
                 return Next::Empty;
             }
@@ -545,7 +599,7 @@ impl EventQueue {
             &EventSpec {
                 kind: phx_event_kind_t::PHX_EVENT_SOCKET_STATE as u32,
                 state: socket_state(state),
-                reason: Some(phx_reason_t::from_engine(reason)),
+                reason: Some(&phx_reason_t::from_engine(reason)),
                 ..EventSpec::default()
             },
             true,
@@ -844,6 +898,63 @@ mod tests {
         queue.close();
     }
 
+    fn readable(fd: c_int) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    /// The descriptor is made when first asked for, readable at once if events are already
+    /// queued; from then on it follows the queue.
+    #[cfg(unix)]
+    #[test]
+    fn the_descriptor_is_made_on_demand_and_tells_the_truth() {
+        let queue = EventQueue::new(100, usize::MAX, None);
+        queue.push(&message("{}"), true);
+        assert!(sync::lock(&queue.state).readiness.is_none());
+        let fd = queue.fd().expect("a descriptor");
+        assert!(readable(fd), "events queued before it was made");
+        assert_eq!(queue.fd(), Some(fd), "the same descriptor every time");
+        assert_eq!(taken(&queue, 10), 1);
+        assert!(!readable(fd));
+        queue.push(&message("{}"), true);
+        assert!(readable(fd));
+        assert_eq!(taken(&queue, 10), 1);
+        assert!(!readable(fd));
+        queue.close();
+    }
+
+    /// Every byte an event holds counts against the bound, presence keys and metas included.
+    #[test]
+    fn the_bound_in_bytes_counts_presence_metas() {
+        let metas = format!("[{{\"pad\":\"{}\"}}]", "m".repeat(5000));
+        let presence = EventSpec {
+            kind: phx_event_kind_t::PHX_EVENT_PRESENCE_JOIN as u32,
+            topic: Some("t"),
+            key: Some("user"),
+            metas: Some(&metas),
+            ..EventSpec::default()
+        };
+        assert!(presence.cost() > 5000);
+        let queue = EventQueue::new(100, 4 * message("{}").cost(), None);
+        queue.push(&presence, true);
+        queue.push(&message("{}"), true);
+        let mut kinds = Vec::new();
+        let _ = queue.next_batch(0, 100, |e| kinds.push((e.ev.kind, e.ev.dropped)));
+        use phx_event_kind_t::*;
+        assert_eq!(
+            kinds,
+            [
+                (PHX_EVENT_PRESENCE_JOIN as u32, 0),
+                (PHX_EVENT_OVERFLOW as u32, 1)
+            ]
+        );
+    }
+
     /// Past the bound in bytes, droppable events are dropped and counted; an empty queue
     /// admits one event whatever its size; replies are never dropped; the overflow event
     /// comes once there is room.
@@ -873,5 +984,155 @@ mod tests {
             ]
         );
         assert_eq!(sync::lock(&queue.state).bytes, 0);
+    }
+
+    fn text(p: *const u8, len: usize) -> String {
+        // SAFETY: an event's pointer and length, read while the event is alive.
+        String::from_utf8(unsafe { std::slice::from_raw_parts(p, len) }.to_vec()).unwrap()
+    }
+
+    /// The topic, event and payload of a message event, checking the NULs after the strings.
+    fn contents(e: &OwnedEvent) -> (String, String, String) {
+        let ev = &e.ev;
+        // SAFETY: strings are NUL-terminated right after their length.
+        unsafe {
+            assert_eq!(*ev.topic.add(ev.topic_len), 0);
+            assert_eq!(*ev.event.add(ev.event_len), 0);
+        }
+        (
+            text(ev.topic.cast(), ev.topic_len),
+            text(ev.event.cast(), ev.event_len),
+            text(ev.payload, ev.payload_len),
+        )
+    }
+
+    fn numbered(topic: &str, i: usize, payload: &str) -> (String, String, String) {
+        (topic.to_string(), format!("e{i}"), payload.to_string())
+    }
+
+    /// Events share storage, yet an event taken and kept stays intact while many more are
+    /// queued, taken, freed and dropped on overflow, and after the queue itself is gone.
+    #[test]
+    fn kept_events_stay_intact_while_storage_is_reused() {
+        let queue = EventQueue::new(50, usize::MAX, None);
+        let mut kept = Vec::new();
+        let mut expected = Vec::new();
+        let mut overflows = 0;
+        for round in 0..40 {
+            // More than the queue holds: some are dropped and reported.
+            for i in 0..60 {
+                let n = round * 100 + i;
+                let payload = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(n % 97));
+                let topic = format!("room:{}", n % 13);
+                let event = format!("e{n}");
+                queue.push(
+                    &EventSpec {
+                        kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
+                        topic: Some(&topic),
+                        event: Some(&event),
+                        payload: Some(Payload::Json(&payload)),
+                        ..EventSpec::default()
+                    },
+                    true,
+                );
+            }
+            let _ = queue.next_batch(0, 1000, |e| {
+                if e.ev.kind == phx_event_kind_t::PHX_EVENT_OVERFLOW as u32 {
+                    overflows += 1;
+                    return;
+                }
+                let n: usize = contents(&e).1[1..].parse().unwrap();
+                if n % 7 == 0 {
+                    let payload = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(n % 97));
+                    expected.push(numbered(&format!("room:{}", n % 13), n, &payload));
+                    kept.push(e);
+                }
+            });
+        }
+        assert!(overflows > 0);
+        assert!(kept.len() > 100);
+        drop(queue);
+        let got: Vec<_> = kept.iter().map(contents).collect();
+        assert_eq!(got, expected);
+    }
+
+    /// A batch take hands events over oldest first, and a batch may be freed in any order,
+    /// part now and part later.
+    #[test]
+    fn a_batch_take_is_in_order_and_freed_in_parts() {
+        let queue = EventQueue::new(1000, usize::MAX, None);
+        for i in 0..300 {
+            let event = format!("e{i}");
+            let payload = format!("[{i}]");
+            queue.push(
+                &EventSpec {
+                    kind: phx_event_kind_t::PHX_EVENT_MESSAGE as u32,
+                    topic: Some("t"),
+                    event: Some(&event),
+                    payload: Some(Payload::Json(&payload)),
+                    ..EventSpec::default()
+                },
+                true,
+            );
+        }
+        let mut batch = Vec::new();
+        let _ = queue.next_batch(0, 200, |e| batch.push(e));
+        assert_eq!(batch.len(), 200);
+        // Free the odd ones at once, the others after more are taken.
+        let mut rest: Vec<_> = batch
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .collect();
+        let mut more = Vec::new();
+        let _ = queue.next_batch(0, 200, |e| more.push(e));
+        assert_eq!(more.len(), 100);
+        for (i, e) in rest.drain(..).rev() {
+            assert_eq!(contents(&e), numbered("t", i, &format!("[{i}]")));
+        }
+        for (i, e) in more.iter().enumerate() {
+            let i = i + 200;
+            assert_eq!(contents(e), numbered("t", i, &format!("[{i}]")));
+        }
+        assert_eq!(sync::lock(&queue.state).bytes, 0);
+    }
+
+    /// A socket state event's reason is stored with it and stays readable.
+    #[test]
+    fn a_state_events_reason_is_stored_with_it() {
+        let queue = EventQueue::new(10, usize::MAX, None);
+        let reason = DisconnectReason::CloseFrame {
+            code: 4000,
+            reason: "bye".into(),
+        };
+        queue.push_socket_state(SocketState::Disconnected, Some(&reason));
+        let Next::Event(e) = queue.next(0) else {
+            panic!("no event")
+        };
+        for _ in 0..200 {
+            queue.push(&message("{\"filler\":true}"), true);
+            let _ = queue.next(0);
+        }
+        // SAFETY: set for socket state events, alive with the event.
+        let r = unsafe { &*e.ev.reason };
+        assert_eq!(r.code, 4000);
+        assert_eq!(
+            text(r.text.as_ptr().cast(), r.text_len),
+            reason_text(&reason)
+        );
+        assert_eq!(e.cost, queue_cost_of_state(&reason));
+    }
+
+    fn reason_text(reason: &DisconnectReason) -> String {
+        let r = phx_reason_t::from_engine(Some(reason));
+        text(r.text.as_ptr().cast(), r.text_len)
+    }
+
+    fn queue_cost_of_state(reason: &DisconnectReason) -> usize {
+        EventSpec {
+            reason: Some(&phx_reason_t::from_engine(Some(reason))),
+            ..EventSpec::default()
+        }
+        .cost()
     }
 }
