@@ -196,6 +196,46 @@ proptest! {
 }
 
 #[test]
+fn scanner_agrees_on_duplicate_and_escaped_reply_keys() {
+    // serde_json's reply decoder fails at the first status it cannot take (not a string, or a
+    // string or key it refuses to unescape), whatever follows; otherwise later duplicates win.
+    for payload in [
+        r#"{"status":"\ud800","status":"ok","response":{}}"#,
+        r#"{"status":"ok","status":"\ud800","response":{}}"#,
+        r#"{"status":"ok","\ud800":1,"response":{}}"#,
+        r#"{"status":null,"status":"ok","response":{}}"#,
+        r#"{"status":"ok","response":1,"response":[2]}"#,
+        r#"{"st\u0061tus":"\u006fk","r\u0065sponse":{}}"#,
+        r#"{"response":{},"status":"o\"k"}"#,
+    ] {
+        agree(payload).unwrap();
+        agree(&format!("[\"1\",\"2\",\"t\",\"phx_reply\",{payload}]")).unwrap();
+    }
+}
+
+#[test]
+fn scanner_agrees_on_numbers_of_every_length_at_every_word_offset() {
+    // Digits are read eight at a time, up to the text's very end: every length and tail, at
+    // the end of the text, in a flat object, in a nested one and after a shifted prefix.
+    for len in 0..20 {
+        for head in ["", "-", "0", "-0"] {
+            for tail in ["", ".5", "e3", "E+1", "e-", ".", "x", " ", "0", "}"] {
+                let n = format!("{head}{}{tail}", "7".repeat(len));
+                agree(&n).unwrap();
+                for pad in ["", "a", "abc", "abcdefg"] {
+                    agree(&format!("{{\"{pad}\":{n}}}")).unwrap();
+                    agree(&format!("[null,null,\"t{pad}\",\"e\",{{\"k\":{n}}}]")).unwrap();
+                    agree(&format!(
+                        "[null,null,\"t\",\"e\",{{\"k\":[{n},{{\"{pad}\":{n}}}]}}]"
+                    ))
+                    .unwrap();
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn scanner_agrees_on_deep_nesting_and_long_strings() {
     for depth in [1, 63, 64, 65, 127, 128, 129, 255, 256, 257, 5000] {
         let open = "[".repeat(depth);

@@ -43,6 +43,9 @@ struct Inner<T> {
 
 type Start = Box<dyn FnOnce() + Send>;
 
+/// Commands the ring first has room for.
+const FIRST_RING: usize = 3;
+
 impl<T> Default for CommandQueue<T> {
     fn default() -> Self {
         CommandQueue {
@@ -80,6 +83,11 @@ impl<T> CommandQueue<T> {
         }
         if inner.closed {
             return Err(item);
+        }
+        if inner.items.capacity() == 0 {
+            // Room for a socket's set-up (connect, a channel, its join), not the ring's
+            // default four: every socket holds it until the next heartbeat.
+            inner.items.reserve_exact(FIRST_RING);
         }
         inner.items.push_back(item);
         let waker = inner.waker.take();

@@ -6,15 +6,26 @@
 //! armed one after another) are appended to a queue, and cancelled in place (found by binary search,
 //! removed from the front at once, tombstoned elsewhere); the rest go to an ordered map. So a
 //! push's timeout costs no tree insert or remove and no node allocation.
+//!
+//! Two inline slots take the first other timers (a socket's heartbeat or reconnect, a channel's
+//! join, rejoin or leave), so a socket with one channel holds no tree node; the map's node is
+//! given back when the last such timer in it goes (pushes with mixed timeouts keep it).
 
 use super::reclaim::Shrink;
 use std::collections::{BTreeMap, VecDeque};
 use tokio::time::Instant;
 
-/// Identifies an armed timer so its owner can cancel it: deadline, arming order, and whether
-/// it went to the lane (never compared in effect: arming orders are unique).
+/// Identifies an armed timer so its owner can cancel it: deadline, arming order, and where it
+/// is stored (never compared in effect: arming orders are unique).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct TimerKey(Instant, u64, bool);
+pub(crate) struct TimerKey(Instant, u64, Store);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Store {
+    Map,
+    Lane,
+    Slot,
+}
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +44,9 @@ pub(crate) enum Timer {
 
 #[derive(Default)]
 pub(crate) struct Timers {
+    /// Timers other than in-order push timeouts, while a slot is free as they are armed.
+    /// Deadline, arming order and timer (a key's store is implied).
+    slots: [Option<(Instant, u64, Timer)>; 2],
     map: BTreeMap<TimerKey, Timer>,
     /// Keys in order (deadlines and sequence numbers both non-decreasing); `None` is a
     /// cancelled timer not yet at the front.
@@ -45,19 +59,25 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
-        // Only push timeouts: they come in bulk and in order; a long-lived timer (heartbeat,
-        // join) at the lane's front would make every cancel behind it a search.
-        let in_order = self.lane.back().is_none_or(|(last, _)| last.0 <= at);
-        let key = TimerKey(
-            at,
-            self.seq,
-            in_order && matches!(timer, Timer::PushTimeout(_)),
-        );
-        if key.2 {
+        // Only push timeouts go to the lane: they come in bulk and in order; a long-lived timer
+        // (heartbeat, join) at the lane's front would make every cancel behind it a search.
+        let Timer::PushTimeout(_) = timer else {
+            if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
+                *free = Some((at, self.seq, timer));
+                return TimerKey(at, self.seq, Store::Slot);
+            }
+            return self.insert(TimerKey(at, self.seq, Store::Map), timer);
+        };
+        if self.lane.back().is_none_or(|(last, _)| last.0 <= at) {
+            let key = TimerKey(at, self.seq, Store::Lane);
             self.lane.push_back((key, Some(timer)));
-        } else {
-            self.map.insert(key, timer);
+            return key;
         }
+        self.insert(TimerKey(at, self.seq, Store::Map), timer)
+    }
+
+    fn insert(&mut self, key: TimerKey, timer: Timer) -> TimerKey {
+        self.map.insert(key, timer);
         key
     }
 
@@ -65,9 +85,16 @@ impl Timers {
         let Some(key) = key else {
             return;
         };
-        if !key.2 {
-            self.map.remove(&key);
-            return;
+        match key.2 {
+            Store::Map => {
+                self.remove_from_map(&key);
+                return;
+            }
+            Store::Slot => {
+                self.take_slot(key);
+                return;
+            }
+            Store::Lane => {}
         }
         // Mostly the front (timeouts complete in the order they were armed): popped at once.
         if self.lane.front().is_some_and(|(front, _)| front.1 == key.1) {
@@ -98,35 +125,54 @@ impl Timers {
         }
     }
 
-    /// The earliest armed timer's key, and whether it is in the lane.
-    fn first(&self) -> Option<(TimerKey, bool)> {
+    /// Removes a timer from the map. The map's node is given back once it holds no timer, unless
+    /// a push timeout was removed (pushes with mixed timeouts would allocate a node each).
+    fn remove_from_map(&mut self, key: &TimerKey) -> Option<Timer> {
+        let timer = self.map.remove(key);
+        if self.map.is_empty() && !matches!(timer, None | Some(Timer::PushTimeout(_))) {
+            self.map = BTreeMap::new();
+        }
+        timer
+    }
+
+    /// Removes the timer of `key` from its slot, if it is still there.
+    fn take_slot(&mut self, key: TimerKey) -> Option<Timer> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.is_some_and(|(_, seq, _)| seq == key.1))?;
+        slot.take().map(|(_, _, t)| t)
+    }
+
+    /// The earliest armed timer's key (its store says where it is).
+    fn first(&self) -> Option<TimerKey> {
         let lane = self.lane.front().map(|(k, _)| *k);
         let map = self.map.keys().next().copied();
-        match (lane, map) {
-            (Some(l), Some(m)) if m < l => Some((m, false)),
-            (Some(l), _) => Some((l, true)),
-            (None, Some(m)) => Some((m, false)),
-            (None, None) => None,
-        }
+        let [a, b] = self
+            .slots
+            .map(|s| s.map(|(at, seq, _)| TimerKey(at, seq, Store::Slot)));
+        [lane, map, a, b].into_iter().flatten().min()
     }
 
     /// The earliest deadline, if any timer is armed.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.first().map(|(k, _)| k.0)
+        self.first().map(|k| k.0)
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let (key, in_lane) = self.first()?;
+        let key = self.first()?;
         if key.0 > now {
             return None;
         }
-        if in_lane {
-            let (_, timer) = self.lane.pop_front()?;
-            self.trim();
-            timer
-        } else {
-            self.map.remove(&key)
+        match key.2 {
+            Store::Lane => {
+                let (_, timer) = self.lane.pop_front()?;
+                self.trim();
+                timer
+            }
+            Store::Slot => self.take_slot(key),
+            Store::Map => self.remove_from_map(&key),
         }
     }
 
@@ -144,6 +190,12 @@ impl Timers {
     pub(crate) fn operation_timers(&self) -> usize {
         let socket_level = |t: &Timer| matches!(t, Timer::Heartbeat | Timer::Reconnect);
         self.map.values().filter(|t| !socket_level(t)).count()
+            + self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|(_, _, t)| !socket_level(t))
+                .count()
             + self
                 .lane
                 .iter()
@@ -217,6 +269,41 @@ mod tests {
             .collect();
         assert_eq!(fired, want);
         assert!(t.lane.is_empty() && t.tombstones == 0);
+    }
+
+    #[test]
+    fn a_heartbeat_and_a_join_hold_no_tree_node_and_the_map_gives_its_node_back() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let join = t.arm(ms(base, 10), Timer::JoinTimeout(1));
+        let heartbeat = t.arm(ms(base, 30), Timer::Heartbeat);
+        assert!(
+            t.map.is_empty(),
+            "no tree node for a socket with one channel"
+        );
+        let leave = t.arm(ms(base, 20), Timer::LeaveTimeout(2)); // the slots are taken: the map
+        let late = t.arm(ms(base, 5), Timer::PushTimeout(7)); // lane
+        let early = t.arm(ms(base, 1), Timer::PushTimeout(8)); // out of order: the map
+        assert_eq!(t.operation_timers(), 4);
+        assert_eq!(t.next_deadline(), Some(ms(base, 1)));
+        t.cancel(Some(early));
+        assert_eq!(t.map.len(), 1, "the leave is left in the map");
+        t.cancel(Some(late));
+        t.cancel(Some(join));
+        assert_eq!(t.next_deadline(), Some(ms(base, 20)));
+        assert_eq!(due(&mut t, ms(base, 20)), vec![Timer::LeaveTimeout(2)]);
+        assert!(t.map.is_empty());
+        t.cancel(Some(leave)); // fired already: nothing happens
+        let reconnect = t.arm(ms(base, 25), Timer::Reconnect); // the slot the join left
+        assert!(t.map.is_empty());
+        assert_eq!(
+            due(&mut t, ms(base, 30)),
+            vec![Timer::Reconnect, Timer::Heartbeat]
+        );
+        t.cancel(Some(heartbeat)); // fired already
+        t.cancel(Some(reconnect));
+        assert_eq!(t.next_deadline(), None);
+        assert!(t.slots.iter().all(Option::is_none));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 #![allow(non_camel_case_types)]
 
-use super::util::{opt_ptr, with_scratch, StrPack};
+use super::util::{with_scratch, StrPack};
 use crate::engine::{ChannelState, DisconnectReason, LogLevel, Message, ReplyRef, SocketState};
 use crate::protocol::Payload;
 use std::ffi::c_char;
@@ -302,34 +302,60 @@ impl phx_reason_t {
     }
 }
 
-/// Calls `f` with a `phx_message_t` viewing `m`; the strings are NUL-terminated copies in
-/// this thread's scratch buffer (no allocation once the buffer has grown).
+/// Messages whose four strings (with their NULs) fit this many bytes are packed on the stack.
+const MESSAGE_INLINE: usize = 192;
+
+/// Calls `f` with a `phx_message_t` viewing `m`; the strings are NUL-terminated copies, on the
+/// stack for the usual short topic, event and refs (no thread-local buffer to take and put
+/// back per message), else in this thread's scratch buffer (no allocation once it has grown).
 pub(crate) fn with_message<R>(m: &Message<'_>, f: impl FnOnce(&phx_message_t) -> R) -> R {
+    let opt_len = |s: Option<&str>| s.map_or(0, |s| s.len() + 1);
+    let need = m.topic.len() + m.event.len() + 2 + opt_len(m.join_ref) + opt_len(m.ref_);
+    if need <= MESSAGE_INLINE {
+        let mut buf = [0u8; MESSAGE_INLINE];
+        return pack_message(&mut buf, m, f);
+    }
     with_scratch(|buf| {
-        let mut pack = StrPack::new(buf);
-        let topic = pack.push(m.topic.as_bytes());
-        let event = pack.push(m.event.as_bytes());
-        let join_ref = pack.push_opt(m.join_ref);
-        let ref_ = pack.push_opt(m.ref_);
-        let buf = pack.finish();
-        let (join_ref, join_ref_len) = opt_ptr(join_ref, buf);
-        let (ref_ptr, ref_len) = opt_ptr(ref_, buf);
-        let (payload_kind, payload) = payload_parts(&m.payload);
-        let msg = phx_message_t {
-            topic: topic.ptr(buf),
-            topic_len: topic.len(),
-            event: event.ptr(buf),
-            event_len: event.len(),
-            join_ref,
-            join_ref_len,
-            r#ref: ref_ptr,
-            ref_len,
-            payload_kind,
-            payload: payload.as_ptr(),
-            payload_len: payload.len(),
-        };
-        f(&msg)
+        buf.resize(need, 0);
+        pack_message(buf, m, f)
     })
+}
+
+/// [`with_message`] with `buf`, zeroed and large enough for the four strings and their NULs.
+#[inline(always)]
+fn pack_message<R>(buf: &mut [u8], m: &Message<'_>, f: impl FnOnce(&phx_message_t) -> R) -> R {
+    // Each string is copied at `at` and followed by the buffer's own zero.
+    let mut at = 0;
+    let mut put = |s: &str| {
+        let start = at;
+        buf[start..start + s.len()].copy_from_slice(s.as_bytes());
+        at = start + s.len() + 1;
+        (start, s.len())
+    };
+    let topic = put(m.topic);
+    let event = put(m.event);
+    let join_ref = m.join_ref.map(&mut put);
+    let ref_ = m.ref_.map(&mut put);
+    let buf: &[u8] = buf;
+    let ptr = |(start, _): (usize, usize)| buf[start..].as_ptr().cast::<c_char>();
+    let opt = |p: Option<(usize, usize)>| p.map_or((std::ptr::null(), 0), |p| (ptr(p), p.1));
+    let (join_ref, join_ref_len) = opt(join_ref);
+    let (ref_ptr, ref_len) = opt(ref_);
+    let (payload_kind, payload) = payload_parts(&m.payload);
+    let msg = phx_message_t {
+        topic: ptr(topic),
+        topic_len: topic.1,
+        event: ptr(event),
+        event_len: event.1,
+        join_ref,
+        join_ref_len,
+        r#ref: ref_ptr,
+        ref_len,
+        payload_kind,
+        payload: payload.as_ptr(),
+        payload_len: payload.len(),
+    };
+    f(&msg)
 }
 
 /// Calls `f` with a `phx_reply_t` viewing `r` (NULL for `None`), like [`with_message`].
@@ -364,4 +390,57 @@ pub(crate) fn with_c_text<R>(text: &str, f: impl FnOnce(*const c_char) -> R) -> 
         let buf = pack.finish();
         f(t.ptr(buf))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    /// The view's strings: NUL-terminated copies with the given lengths, NULL when absent.
+    fn strings(m: &phx_message_t) -> [Option<(String, usize)>; 4] {
+        let read = |p: *const c_char, len: usize| {
+            // SAFETY: the view's pointers are NULL or NUL-terminated, valid during the call.
+            (!p.is_null()).then(|| unsafe { (CStr::from_ptr(p).to_str().unwrap().to_owned(), len) })
+        };
+        [
+            read(m.topic, m.topic_len),
+            read(m.event, m.event_len),
+            read(m.join_ref, m.join_ref_len),
+            read(m.r#ref, m.ref_len),
+        ]
+    }
+
+    #[test]
+    fn message_views_hold_nul_terminated_copies_on_the_stack_or_in_the_scratch_buffer() {
+        let long = "t".repeat(MESSAGE_INLINE);
+        // Short strings (packed on the stack), exactly a full stack buffer (the other strings
+        // and the four NULs take 10 bytes), one byte more and beyond (the scratch buffer).
+        for (topic, join_ref) in [
+            ("room:1", None),
+            ("room:1", Some("12")),
+            (&long[..MESSAGE_INLINE - 10], Some("1")),
+            (&long[..MESSAGE_INLINE - 9], Some("1")),
+            (long.as_str(), Some("1")),
+        ] {
+            let m = Message {
+                join_ref,
+                ref_: Some("345"),
+                topic,
+                event: "ev",
+                payload: Payload::Json("{\"a\":1}"),
+            };
+            let seen = with_message(&m, |v| {
+                // SAFETY: the payload view is valid during the call.
+                let payload = unsafe { std::slice::from_raw_parts(v.payload, v.payload_len) };
+                assert_eq!(payload, b"{\"a\":1}");
+                strings(v)
+            });
+            let own = |s: &str| Some((s.to_owned(), s.len()));
+            assert_eq!(
+                seen,
+                [own(topic), own("ev"), join_ref.and_then(own), own("345")]
+            );
+        }
+    }
 }

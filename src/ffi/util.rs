@@ -224,11 +224,6 @@ impl<'b> StrPack<'b> {
         }
     }
 
-    /// Appends `s` and a NUL, or records nothing for `None`.
-    pub(crate) fn push_opt(&mut self, s: Option<&str>) -> Option<Packed> {
-        s.map(|s| self.push(s.as_bytes()))
-    }
-
     /// Finishes packing: the buffer, to take pointers from.
     pub(crate) fn finish(self) -> &'b [u8] {
         self.buf
@@ -248,9 +243,4 @@ impl Packed {
     pub(crate) fn len(self) -> usize {
         self.len
     }
-}
-
-/// `(pointer, length)` of an optional packed string: `(NULL, 0)` when absent.
-pub(crate) fn opt_ptr(p: Option<Packed>, buf: &[u8]) -> (*const c_char, usize) {
-    p.map_or((std::ptr::null(), 0), |p| (p.ptr(buf), p.len()))
 }

@@ -1,12 +1,16 @@
 //! A single-pass scanner for text frames: the five-element envelope, the payload validated as
 //! JSON in the same pass, and for a `phx_reply` the payload's `status` and `response` found on
 //! the way. It accepts exactly what `serde_json` accepts for the same shapes (the serde-based
-//! decoder in `text.rs` is kept as the reference and as the error reporter; the fuzz target
-//! `decode_text` and `tests/codec_props.rs` hold the two to the same accept/reject).
+//! decoder in `text.rs` is kept as the reference and as the error reporter; the oracle tests in
+//! `tests/scan_oracle.rs` and the fuzz target `scan_oracle` hold the two to the same
+//! accept/reject).
 //!
-//! No allocation unless a field or the reply's status carries escapes (they are unescaped by
-//! serde_json, so lone surrogates and the like are judged by the same code as before), or the
-//! nesting is deeper than 64 levels.
+//! The scanner works on byte positions and never recurses: strings are skipped eight bytes at a
+//! time, containers nest on a bitset (64 levels in a register, a `Vec` beyond), and a reply's
+//! top-level object is read by its own loop so the generic one carries no reply bookkeeping.
+//! Nothing is allocated unless a field or the reply's status carries escapes (they are
+//! unescaped by serde_json, so lone surrogates and the like are judged by the same code as the
+//! reference), or the nesting is deeper than 64 levels.
 
 use super::{Frame, Payload, Reply, PHX_REPLY};
 use std::borrow::Cow;
@@ -21,55 +25,45 @@ pub struct Decoded<'a> {
 }
 
 /// Scans a text frame; `None` when it is not one (the caller asks the reference decoder why).
+#[inline]
 pub fn scan_text(text: &str) -> Option<Decoded<'_>> {
-    let mut s = Scanner {
-        b: text.as_bytes(),
-        i: 0,
-    };
-    s.ws();
-    s.eat(b'[')?;
-    let join_ref = s.field(text)?.into_ref()?;
-    s.comma()?;
-    let ref_ = s.field(text)?.into_ref()?;
-    s.comma()?;
-    let topic = s.field(text)?.into_name()?;
-    s.comma()?;
-    let event = s.field(text)?.into_name()?;
-    s.comma()?;
-    s.ws();
-    let start = s.i;
-    let mut reply = (event == PHX_REPLY).then(ReplyScan::default);
-    s.value(reply.as_mut())?;
-    let payload = &text[start..s.i];
-    // Extra elements are validated and ignored.
-    loop {
-        s.ws();
-        match s.peek()? {
-            b']' => break,
-            b',' => {
-                s.i += 1;
-                s.ws();
-                s.value(None)?;
-            }
-            _ => return None,
-        }
-    }
-    s.i += 1;
-    s.ws();
-    if s.i != s.b.len() {
+    let b = text.as_bytes();
+    let i = ws(b, 0);
+    if *b.get(i)? != b'[' {
         return None;
     }
-    let reply = match reply {
-        Some(r) => Some(r.finish(text)?),
-        None => None,
+    // A server push or broadcast carries neither ref: one comparison for both.
+    let (join_ref, ref_, i) = if b.get(i + 1..i + 11) == Some(b"null,null,") {
+        (None, None, i + 11)
+    } else {
+        let (join_ref, i) = field(text, i + 1)?;
+        let (ref_, i) = field(text, comma(b, i)?)?;
+        (join_ref, ref_, comma(b, i)?)
     };
+    let (topic, i) = field(text, i)?;
+    let (event, i) = field(text, comma(b, i)?)?;
+    let (topic, event) = (topic?, event?);
+    let start = ws(b, comma(b, i)?);
+    let (end, reply) = if event.as_bytes() == PHX_REPLY.as_bytes() {
+        let (end, reply) = reply_value(text, start)?;
+        (end, Some(reply))
+    } else {
+        (value_end(b, start)?, None)
+    };
+    let mut i = ws(b, end);
+    if *b.get(i)? != b']' {
+        i = extra_elements(b, i)?;
+    }
+    if ws(b, i + 1) != b.len() {
+        return None;
+    }
     Some(Decoded {
         frame: Frame {
             join_ref,
             ref_,
             topic,
             event,
-            payload: Payload::Json(payload),
+            payload: Payload::Json(sub(text, start, end)),
             binary_reply_status: None,
         },
         reply,
@@ -79,18 +73,12 @@ pub fn scan_text(text: &str) -> Option<Decoded<'_>> {
 /// A reply payload `{"response": <any>, "status": "<status>"}` (keys in any order, later
 /// duplicates win), or `None`.
 pub fn scan_reply(json: &str) -> Option<Reply<'_>> {
-    let mut s = Scanner {
-        b: json.as_bytes(),
-        i: 0,
-    };
-    let mut reply = ReplyScan::default();
-    s.ws();
-    s.value(Some(&mut reply))?;
-    s.ws();
-    if s.i != s.b.len() {
+    let b = json.as_bytes();
+    let (end, reply) = reply_value(json, ws(b, 0))?;
+    if ws(b, end) != b.len() {
         return None;
     }
-    reply.finish(json)?
+    reply
 }
 
 /// True when `s` holds a byte JSON must escape (a quote, a backslash, a control byte).
@@ -112,91 +100,156 @@ pub(crate) fn needs_escape(s: &str) -> bool {
 /// True when `text` is exactly one JSON value (surrounding whitespace allowed), as serde_json
 /// judges it.
 pub fn is_json(text: &str) -> bool {
-    let mut s = Scanner {
-        b: text.as_bytes(),
-        i: 0,
-    };
-    s.ws();
-    if s.value(None).is_none() {
-        return false;
-    }
-    s.ws();
-    s.i == s.b.len()
+    let b = text.as_bytes();
+    value_end(b, ws(b, 0)).is_some_and(|end| ws(b, end) == b.len())
 }
 
-/// An envelope element: null or a string (anything else fails the frame, which the reference
-/// decoder then classifies).
-enum Field<'a> {
-    Null,
-    Str(Cow<'a, str>),
+// ---- the envelope ---------------------------------------------------------------------------
+
+/// An envelope element (whitespace first): `Some((None, end))` for `null`, a string's contents,
+/// or `None` for anything else, even valid JSON (the reference decoder then classifies it).
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn field(text: &str, i: usize) -> Option<(Option<Cow<'_, str>>, usize)> {
+    let b = text.as_bytes();
+    let i = ws(b, i);
+    match *b.get(i)? {
+        b'n' => Some((None, literal_end(b, i, b"null")?)),
+        b'"' => {
+            let (end, escaped) = string_end(b, i)?;
+            let s = if escaped {
+                Cow::Owned(unescape_owned(&text[i..end])?)
+            } else {
+                Cow::Borrowed(sub(text, i + 1, end - 1))
+            };
+            Some((Some(s), end))
+        }
+        _ => None,
+    }
 }
 
-impl<'a> Field<'a> {
-    fn into_ref(self) -> Option<Option<Cow<'a, str>>> {
-        Some(match self {
-            Field::Null => None,
-            Field::Str(s) => Some(s),
-        })
-    }
+/// The comma after an envelope element (whitespace first); the position after it.
+#[inline(always)]
+fn comma(b: &[u8], i: usize) -> Option<usize> {
+    let i = ws(b, i);
+    (*b.get(i)? == b',').then_some(i + 1)
+}
 
-    fn into_name(self) -> Option<Cow<'a, str>> {
-        match self {
-            Field::Str(s) => Some(s),
-            Field::Null => None,
+/// Elements after the payload, from the comma at `i`: validated and ignored, as Phoenix does.
+/// Returns the position of the closing bracket.
+#[cold]
+#[inline(never)]
+fn extra_elements(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        match *b.get(i)? {
+            b']' => return Some(i),
+            b',' => i = ws(b, value_end(b, ws(b, i + 1))?),
+            _ => return None,
         }
     }
 }
 
-/// The reply's top-level keys as the payload object is scanned.
-#[derive(Default)]
-struct ReplyScan {
-    /// The payload is an object (so far the only shape a reply may have).
-    object: bool,
-    /// What the key being read names, and where its value starts.
-    key: Key,
-    value_start: usize,
-    status: Option<(usize, usize)>,
-    /// Some `status` was not a string: serde's reply decoder fails at the first such value.
-    status_bad: bool,
-    response: Option<(usize, usize)>,
+// ---- a reply's payload ------------------------------------------------------------------------
+
+/// The payload of a `phx_reply`, at `i` (after whitespace): the position after it and, if it is
+/// an object with a string `status` and a `response`, the reply; `None` when it is not JSON.
+///
+/// Like serde_json's reply decoder (`decode_reply_reference`): later duplicate keys win, a
+/// `status` that is not a string (or a string or key whose escapes serde_json refuses to
+/// unescape) makes the payload not a reply.
+fn reply_value(text: &str, i: usize) -> Option<(usize, Option<Reply<'_>>)> {
+    let b = text.as_bytes();
+    if *b.get(i)? != b'{' {
+        return Some((value_end(b, i)?, None));
+    }
+    let mut i = ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        return Some((i + 1, None));
+    }
+    let mut status: Option<Cow<'_, str>> = None;
+    let mut response: Option<&str> = None;
+    let mut bad = false;
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let (key_end, escaped) = string_end(b, i)?;
+        let key = if escaped {
+            key_kind_escaped(&text[i..key_end])
+        } else {
+            key_kind(&b[i + 1..key_end - 1])
+        };
+        i = ws(b, key_end);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        let start = ws(b, i + 1);
+        let end;
+        match key {
+            Some(Key::Status) if b.get(start) == Some(&b'"') => {
+                let escaped;
+                (end, escaped) = string_end(b, start)?;
+                if !escaped {
+                    status = Some(Cow::Borrowed(sub(text, start + 1, end - 1)));
+                } else if let Some(s) = unescape_owned(&text[start..end]) {
+                    status = Some(Cow::Owned(s));
+                } else {
+                    bad = true;
+                }
+            }
+            Some(Key::Status) => {
+                end = value_end(b, start)?;
+                bad = true;
+            }
+            Some(Key::Response) => {
+                end = value_end(b, start)?;
+                response = Some(sub(text, start, end));
+            }
+            Some(Key::Other) => end = value_end(b, start)?,
+            None => {
+                end = value_end(b, start)?;
+                bad = true;
+            }
+        }
+        i = ws(b, end);
+        match *b.get(i)? {
+            b',' => i = ws(b, i + 1),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    let reply = match (status, response, bad) {
+        (Some(status), Some(response), false) => Some(Reply {
+            status,
+            response: Payload::Json(response),
+        }),
+        _ => None,
+    };
+    Some((i + 1, reply))
 }
 
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
+/// Which of a reply's keys an unescaped key is.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Key {
-    #[default]
     Other,
     Status,
     Response,
 }
 
-impl ReplyScan {
-    /// The reply, or `Some(None)` for a payload that is not one; `None` only when an escaped
-    /// status turns out to be invalid (then the reference decoder rejects the frame too).
-    fn finish(self, text: &str) -> Option<Option<Reply<'_>>> {
-        let (Some((s0, s1)), Some((r0, r1))) = (self.status, self.response) else {
-            return Some(None);
-        };
-        if !self.object || self.status_bad {
-            return Some(None);
-        }
-        let Some(status) = unescape(&text[s0..s1]) else {
-            return Some(None);
-        };
-        Some(Some(Reply {
-            status,
-            response: Payload::Json(&text[r0..r1]),
-        }))
-    }
+#[inline(always)]
+fn key_kind(key: &[u8]) -> Option<Key> {
+    Some(match key {
+        b"status" => Key::Status,
+        b"response" => Key::Response,
+        _ => Key::Other,
+    })
 }
 
-/// The contents of a JSON string literal (`lit` includes the quotes), borrowed when there is
-/// nothing to unescape.
-fn unescape(lit: &str) -> Option<Cow<'_, str>> {
-    let inner = &lit[1..lit.len() - 1];
-    if !inner.as_bytes().contains(&b'\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    unescape_owned(lit).map(Cow::Owned)
+/// [`key_kind`] of an escaped key literal; `None` when serde_json refuses to unescape it.
+#[cold]
+#[inline(never)]
+fn key_kind_escaped(lit: &str) -> Option<Key> {
+    key_kind(unescape_owned(lit)?.as_bytes())
 }
 
 /// The contents of an escaped JSON string literal, judged by serde_json (lone surrogates and
@@ -207,59 +260,300 @@ fn unescape_owned(lit: &str) -> Option<String> {
     serde_json::from_str::<String>(lit).ok()
 }
 
-/// Containers open around the scanner, one bit each (1 = object); 64 levels inline.
-struct Nesting {
-    inline: u64,
-    spill: Vec<u64>,
-    depth: usize,
+/// `text[a..b]`, where `a <= b` are positions the scanner reached by reading `text` (so in
+/// bounds) and each is next to an ASCII byte it read: a quote, a bracket, the first or last
+/// byte of a JSON value (so both are char boundaries). Unchecked: this runs several times per
+/// frame, and the checked slice was a call each time.
+#[inline(always)]
+fn sub(text: &str, a: usize, b: usize) -> &str {
+    debug_assert!(a <= b && text.is_char_boundary(a) && text.is_char_boundary(b));
+    // SAFETY: `a <= b <= text.len()` and both are char boundaries (see above).
+    unsafe { text.get_unchecked(a..b) }
 }
 
-impl Nesting {
-    #[inline]
-    fn new() -> Self {
-        Nesting {
-            inline: 0,
-            spill: Vec::new(),
-            depth: 0,
+// ---- JSON values --------------------------------------------------------------------------------
+
+/// Skips JSON whitespace from `i`. Frames rarely hold any, so the loop is out of line.
+#[inline(always)]
+fn ws(b: &[u8], i: usize) -> usize {
+    match b.get(i) {
+        Some(&c) if c <= b' ' => ws_slow(b, i),
+        _ => i,
+    }
+}
+
+#[inline(never)]
+fn ws_slow(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The position after `word` if it stands at `i`.
+#[inline(always)]
+fn literal_end<const N: usize>(b: &[u8], i: usize, word: &[u8; N]) -> Option<usize> {
+    (b.get(i..i + N)? == word).then_some(i + N)
+}
+
+/// One JSON value at `i` (after whitespace): the position after it, or `None` if there is none.
+#[inline]
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => Some(string_end(b, i)?.0),
+        b'{' => object_end(b, i),
+        b'[' => container_end(b, i),
+        b'-' | b'0'..=b'9' => number_end(b, i),
+        b't' => literal_end(b, i, b"true"),
+        b'f' => literal_end(b, i, b"false"),
+        b'n' => literal_end(b, i, b"null"),
+        _ => None,
+    }
+}
+
+/// An object opening at `i`: the position after it. Its members' values are read here unless
+/// they are containers (then [`container_end`]): most payloads are one flat object, and this
+/// loop is cheaper than the general one.
+fn object_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut i = ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        return Some(i + 1);
+    }
+    loop {
+        i = key_end(b, i)?;
+        i = match *b.get(i)? {
+            b'"' => string_end(b, i)?.0,
+            b'{' | b'[' => container_end(b, i)?,
+            b'-' | b'0'..=b'9' => number_end(b, i)?,
+            b't' => literal_end(b, i, b"true")?,
+            b'f' => literal_end(b, i, b"false")?,
+            b'n' => literal_end(b, i, b"null")?,
+            _ => return None,
+        };
+        i = ws(b, i);
+        match *b.get(i)? {
+            b',' => i = ws(b, i + 1),
+            b'}' => return Some(i + 1),
+            _ => return None,
         }
     }
+}
 
-    #[inline]
-    fn word(&mut self, d: usize) -> &mut u64 {
-        match d / 64 {
-            0 => &mut self.inline,
-            w => {
-                if self.spill.len() < w {
-                    self.spill.resize(w, 0);
+/// An object or array opening at `i`, at any depth, without recursion: the position after it.
+fn container_end(b: &[u8], mut i: usize) -> Option<usize> {
+    // The kinds of the open containers (1 = object), the innermost in bit 0; those pushed out
+    // of the word, beyond 64 levels, wait in `spill`.
+    let mut stack: u64 = 0;
+    let mut depth: usize = 0;
+    let mut spill: Vec<bool> = Vec::new();
+    loop {
+        // A value starts at `i`.
+        match *b.get(i)? {
+            c @ (b'{' | b'[') => {
+                let object = c == b'{';
+                i = ws(b, i + 1);
+                if *b.get(i)? == c + 2 {
+                    // `{}` or `[]` (the closing brackets are two past the opening ones).
+                    i += 1;
+                } else {
+                    if depth >= 64 {
+                        spill.push(stack >> 63 != 0);
+                    }
+                    stack = stack << 1 | u64::from(object);
+                    depth += 1;
+                    if object {
+                        i = key_end(b, i)?;
+                    }
+                    continue;
                 }
-                &mut self.spill[w - 1]
+            }
+            b'"' => i = string_end(b, i)?.0,
+            b'-' | b'0'..=b'9' => i = number_end(b, i)?,
+            b't' => i = literal_end(b, i, b"true")?,
+            b'f' => i = literal_end(b, i, b"false")?,
+            b'n' => i = literal_end(b, i, b"null")?,
+            _ => return None,
+        }
+        // A value ended at `i`: close containers until another value is due.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            i = ws(b, i);
+            let object = stack & 1 != 0;
+            match *b.get(i)? {
+                b',' => {
+                    i = ws(b, i + 1);
+                    if object {
+                        i = key_end(b, i)?;
+                    }
+                    break;
+                }
+                b'}' if object => {}
+                b']' if !object => {}
+                _ => return None,
+            }
+            i += 1;
+            stack >>= 1;
+            depth -= 1;
+            if depth >= 64 {
+                stack |= u64::from(spill.pop()?) << 63;
             }
         }
     }
+}
 
-    #[inline]
-    fn push(&mut self, object: bool) {
-        let d = self.depth;
-        let bit = 1u64 << (d % 64);
-        let w = self.word(d);
-        if object {
-            *w |= bit;
-        } else {
-            *w &= !bit;
-        }
-        self.depth += 1;
+/// An object key at `i`, its colon and the whitespace after it: where the value starts.
+#[inline(always)]
+fn key_end(b: &[u8], i: usize) -> Option<usize> {
+    if *b.get(i)? != b'"' {
+        return None;
     }
+    let i = ws(b, string_end(b, i)?.0);
+    if *b.get(i)? != b':' {
+        return None;
+    }
+    Some(ws(b, i + 1))
+}
 
-    #[inline]
-    fn top_is_object(&mut self) -> bool {
-        let d = self.depth - 1;
-        *self.word(d) & (1u64 << (d % 64)) != 0
+/// A number at `i` (JSON's grammar, as serde_json checks it when skipping a value): the
+/// position after it.
+#[inline(always)]
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    if b[i] == b'-' {
+        i += 1;
+    }
+    match *b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits_end(b, i + 1),
+        _ => return None,
+    }
+    match b.get(i) {
+        Some(b'.' | b'e' | b'E') => fraction_end(b, i),
+        _ => Some(i),
     }
 }
 
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
+/// A number's fraction and exponent (either may be absent) from `i`.
+#[inline(never)]
+fn fraction_end(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) == Some(&b'.') {
+        let end = digits_end(b, i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let end = digits_end(b, i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+/// The first byte from `i` that is not a decimal digit (or the end), eight bytes at a time.
+#[inline(always)]
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    loop {
+        // A digit XOR '0' is 0..=9: neither it nor it plus 6 reaches the high nibble. A carry
+        // out of a byte only reaches bytes above a flagged one, so the lowest flag is exact.
+        let x = word_at(b, i) ^ (ONES * u64::from(b'0'));
+        let m = (x | x.wrapping_add(ONES * 6)) & (ONES * 0xf0);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+}
+
+/// A string literal opening at `i`: the position after its closing quote, and whether it
+/// holds escapes.
+#[inline(always)]
+fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = next_stop(b, i + 1);
+    if *b.get(j)? == b'"' {
+        return Some((j + 1, false));
+    }
+    loop {
+        match *b.get(j)? {
+            b'"' => return Some((j + 1, true)),
+            b'\\' => j = next_stop(b, escape_end(b, j)?),
+            _ => return None, // a control character
+        }
+    }
+}
+
+/// The escape at `i` (a backslash): the position after it.
+#[inline(never)]
+fn escape_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 2),
+        b'u' => b
+            .get(i + 2..i + 6)?
+            .iter()
+            .all(u8::is_ascii_hexdigit)
+            .then_some(i + 6),
+        _ => None,
+    }
+}
+
+/// The first quote, backslash or control byte from `i` (or the end), eight bytes at a time
+/// (the lowest flagged byte of a word is exact).
+#[inline(always)]
+fn next_stop(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let m = stops(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The eight bytes from `i` (at most `b.len()`) as a little-endian word, zeros past the end: a
+/// zero byte stops every scan above (it is a control byte and not a digit), and the caller
+/// then finds the end.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> u64 {
+    match b.get(i..i + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().expect("8 bytes")),
+        None => word_near_end(b, i),
+    }
+}
+
+/// [`word_at`] for the last seven bytes: the text's last word shifted down, so no byte is read
+/// one at a time.
+#[inline(never)]
+fn word_near_end(b: &[u8], i: usize) -> u64 {
+    let left = b.len().saturating_sub(i);
+    if left == 0 {
+        return 0;
+    }
+    match b.len().checked_sub(8) {
+        Some(last) => {
+            let w = u64::from_le_bytes(b[last..].try_into().expect("8 bytes"));
+            w >> (8 * (8 - left))
+        }
+        None => {
+            let mut w = [0u8; 8];
+            w[..left].copy_from_slice(&b[i..]);
+            u64::from_le_bytes(w)
+        }
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -267,270 +561,9 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of every byte of the word that is a quote, a backslash or a control byte (and
 /// possibly of bytes above the first such byte: only the lowest flag is exact).
-#[inline]
+#[inline(always)]
 fn stops(w: u64) -> u64 {
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
     zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) | below_space
-}
-
-impl Scanner<'_> {
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    #[inline]
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    #[inline]
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.peek()? == c).then(|| self.i += 1)
-    }
-
-    #[inline]
-    fn comma(&mut self) -> Option<()> {
-        self.ws();
-        self.eat(b',')
-    }
-
-    /// An envelope element: null or a string; anything else (even valid JSON) is `None`.
-    #[inline]
-    fn field<'t>(&mut self, text: &'t str) -> Option<Field<'t>> {
-        self.ws();
-        match self.peek()? {
-            b'n' => {
-                self.literal(b"null")?;
-                Some(Field::Null)
-            }
-            b'"' => {
-                let start = self.i;
-                let escaped = self.string()?;
-                let lit = &text[start..self.i];
-                if escaped {
-                    unescape_owned(lit).map(|s| Field::Str(Cow::Owned(s)))
-                } else {
-                    Some(Field::Str(Cow::Borrowed(&lit[1..lit.len() - 1])))
-                }
-            }
-            _ => None,
-        }
-    }
-
-    #[inline]
-    fn literal<const N: usize>(&mut self, word: &[u8; N]) -> Option<()> {
-        let end = self.i + N;
-        (self.b.get(self.i..end)? == word).then(|| self.i = end)
-    }
-
-    /// A string literal starting at the opening quote; true if it holds escapes.
-    #[inline]
-    fn string(&mut self) -> Option<bool> {
-        let b = self.b;
-        let mut i = self.i + 1;
-        let mut escaped = false;
-        loop {
-            // Jump to the next quote, backslash or control byte, eight bytes at a time (the
-            // lowest flagged byte of the word is exact), the last few one by one.
-            while let Some(chunk) = b.get(i..i + 8) {
-                let m = stops(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-                if m != 0 {
-                    i += (m.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
-            while let Some(&c) = b.get(i) {
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                i += 1;
-            }
-            match *b.get(i)? {
-                b'"' => {
-                    self.i = i + 1;
-                    return Some(escaped);
-                }
-                b'\\' => {
-                    escaped = true;
-                    match *b.get(i + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
-                        b'u' => {
-                            let hex = b.get(i + 2..i + 6)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
-                            }
-                            i += 6;
-                        }
-                        _ => return None,
-                    }
-                }
-                _ => return None, // a control character
-            }
-        }
-    }
-
-    #[inline]
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
-    #[inline]
-    fn number(&mut self) -> Option<()> {
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.peek()? {
-            b'0' => self.i += 1,
-            b'1'..=b'9' => {
-                self.digits();
-            }
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return None;
-            }
-        }
-        Some(())
-    }
-
-    /// One JSON value at any depth, without recursion. With `reply`, the keys of a top-level
-    /// object are noted on the way.
-    fn value(&mut self, mut reply: Option<&mut ReplyScan>) -> Option<()> {
-        let mut nest = Nesting::new();
-        loop {
-            // A value starts here.
-            self.ws();
-            match self.peek()? {
-                b'{' => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek()? == b'}' {
-                        self.i += 1;
-                    } else {
-                        if nest.depth == 0 {
-                            if let Some(r) = reply.as_deref_mut() {
-                                r.object = true;
-                            }
-                        }
-                        nest.push(true);
-                        self.key(nest.depth, reply.as_deref_mut())?;
-                        continue;
-                    }
-                }
-                b'[' => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek()? == b']' {
-                        self.i += 1;
-                    } else {
-                        nest.push(false);
-                        continue;
-                    }
-                }
-                b'"' => {
-                    self.string()?;
-                }
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'n' => self.literal(b"null")?,
-                b'-' | b'0'..=b'9' => self.number()?,
-                _ => return None,
-            }
-            // A value ended here: close containers until another value is due.
-            loop {
-                if nest.depth == 1 {
-                    if let Some(r) = reply.as_deref_mut() {
-                        let span = Some((r.value_start, self.i));
-                        match r.key {
-                            Key::Status if self.b[r.value_start] == b'"' => r.status = span,
-                            Key::Status => r.status_bad = true,
-                            Key::Response => r.response = span,
-                            Key::Other => {}
-                        }
-                        r.key = Key::Other;
-                    }
-                }
-                if nest.depth == 0 {
-                    return Some(());
-                }
-                self.ws();
-                let object = nest.top_is_object();
-                match self.peek()? {
-                    b',' => {
-                        self.i += 1;
-                        if object {
-                            self.key(nest.depth, reply.as_deref_mut())?;
-                        }
-                        break;
-                    }
-                    b']' if !object => {}
-                    b'}' if object => {}
-                    _ => return None,
-                }
-                self.i += 1;
-                nest.depth -= 1;
-            }
-        }
-    }
-
-    /// An object key and its colon; at the reply's top level, notes which key it is.
-    #[inline]
-    fn key(&mut self, depth: usize, reply: Option<&mut ReplyScan>) -> Option<()> {
-        self.ws();
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let start = self.i;
-        let escaped = self.string()?;
-        let end = self.i;
-        self.ws();
-        self.eat(b':')?;
-        if depth == 1 {
-            if let Some(r) = reply {
-                let lit = &self.b[start..end];
-                r.key = if escaped {
-                    // Rare: compare the unescaped key (an invalid one fails as serde's would).
-                    let lit = std::str::from_utf8(lit).ok()?;
-                    let key = unescape_owned(lit).unwrap_or_else(|| {
-                        r.object = false;
-                        String::new()
-                    });
-                    key_kind(key.as_bytes())
-                } else {
-                    key_kind(&lit[1..lit.len() - 1])
-                };
-                self.ws();
-                r.value_start = self.i;
-            }
-        }
-        Some(())
-    }
-}
-
-fn key_kind(key: &[u8]) -> Key {
-    match key {
-        b"status" => Key::Status,
-        b"response" => Key::Response,
-        _ => Key::Other,
-    }
 }

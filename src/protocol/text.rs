@@ -14,15 +14,23 @@ pub fn decode_text(text: &str) -> Result<Frame<'_>, DecodeError> {
 }
 
 /// [`decode_text`] and, for a `phx_reply`, its status and response, in one pass over the text.
+#[inline]
 pub fn decode_text_once(text: &str) -> Result<Decoded<'_>, DecodeError> {
     match scan_text(text) {
         Some(decoded) => Ok(decoded),
-        // Rejected: the reference decoder says why (and would be right if the two disagreed).
-        None => decode_text_reference(text).map(|frame| {
-            let reply = frame.reply().map(Result::ok);
-            Decoded { frame, reply }
-        }),
+        None => rejected(text),
     }
+}
+
+/// A frame the scanner rejected: the reference decoder says why (and would be right if the two
+/// disagreed).
+#[cold]
+#[inline(never)]
+fn rejected(text: &str) -> Result<Decoded<'_>, DecodeError> {
+    decode_text_reference(text).map(|frame| {
+        let reply = frame.reply().map(Result::ok);
+        Decoded { frame, reply }
+    })
 }
 
 /// The serde_json-based decoder [`decode_text`] must agree with: it explains rejections, and

@@ -42,7 +42,7 @@ impl Actor {
 
     fn send_heartbeat(&mut self, now: Instant) {
         let r = self.take_ref();
-        self.heartbeat_pending = Some(r);
+        self.heartbeat_pending = NonZeroU64::new(r);
         self.heartbeat_sent = Some(now);
         self.heard_since_heartbeat = false;
         let (topic, event) = (protocol::PHOENIX_TOPIC, protocol::HEARTBEAT);

@@ -242,12 +242,13 @@ struct Actor {
     wanted: bool,
     conn: Option<Conn>,
     opening: Option<Opening>,
-    /// Reason from a close frame, reported when the stream then ends.
-    close_reason: Option<DisconnectReason>,
+    /// Reason from a close frame, reported when the stream then ends (boxed: rare, and the
+    /// task's size counts for every socket).
+    close_reason: Option<Box<DisconnectReason>>,
     reconnect_attempts: u32,
     reconnect_timer: Option<TimerKey>,
     heartbeat_timer: Option<TimerKey>,
-    heartbeat_pending: Option<u64>,
+    heartbeat_pending: Option<NonZeroU64>,
     /// A frame arrived since the pending heartbeat was sent: the server is not silent.
     heard_since_heartbeat: bool,
     next_ref: u64,
@@ -486,11 +487,11 @@ impl Actor {
         match conn.poll_read(cx) {
             Poll::Ready(Some(Ok(msg))) => Poll::Ready(Event::Frame(msg)),
             Poll::Ready(Some(Err(e))) => Poll::Ready(Event::ConnLost(connection::reason_of(e))),
-            Poll::Ready(None) => {
-                Poll::Ready(Event::ConnLost(self.close_reason.take().unwrap_or_else(
-                    || DisconnectReason::Io("connection closed".into()),
-                )))
-            }
+            Poll::Ready(None) => Poll::Ready(Event::ConnLost(
+                self.close_reason
+                    .take()
+                    .map_or_else(|| DisconnectReason::Io("connection closed".into()), |r| *r),
+            )),
             Poll::Pending => Poll::Pending,
         }
     }
