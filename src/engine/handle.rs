@@ -616,7 +616,7 @@ impl Channel {
             || ch.leave_called.load(Ordering::Acquire)
             || ch.retired.load(Ordering::Acquire)
         {
-            return Err(Status::StateError);
+            return Err(self.refused());
         }
         if c.joined >= self.socket.config.max_channels {
             return Err(Status::TooManyChannels);
@@ -679,7 +679,7 @@ impl Channel {
             || self.shared.leave_called.load(Ordering::Acquire)
             || self.shared.retired.load(Ordering::Acquire)
         {
-            return Err((Status::StateError, on_reply));
+            return Err((self.refused(), on_reply));
         }
         let deadline = Instant::now() + timeout.unwrap_or(self.socket.config.default_timeout);
         let sent = self.socket.cmd.send(Command::Push {
@@ -731,6 +731,13 @@ impl Channel {
             return Err(Status::Closed);
         }
         Ok(())
+    }
+
+    /// The status of a call the channel's state refuses: `Closed` if the socket was shut down
+    /// since [`check_open`](Self::check_open) (its task then retires every channel), else
+    /// `StateError`.
+    fn refused(&self) -> Status {
+        self.check_open().err().unwrap_or(Status::StateError)
     }
 }
 
