@@ -145,11 +145,10 @@ pub(crate) async fn open(
             .max_write_buffer_size(usize::MAX)
             .max_frame_size(Some(config.max_frame_size))
             .max_message_size(Some(config.max_frame_size));
-        // Boxed here, not in the socket's opening future: allocated beside the handshake's own
-        // buffers and freed with them, so 10,000 sockets opening at once leave no holes between
-        // their long-lived allocations (the opening future is held from the start).
-        let handshake = tokio_tungstenite::client_async_with_config(request, io, Some(ws_config));
-        let (ws, response) = Box::pin(handshake).await.map_err(reason_of)?;
+        let (ws, response) =
+            tokio_tungstenite::client_async_with_config(request, io, Some(ws_config))
+                .await
+                .map_err(reason_of)?;
         if token.is_some() {
             // tungstenite accepts any subprotocol that was offered, the token's included.
             let chosen = response.headers().get(super::auth::SEC_WEBSOCKET_PROTOCOL);

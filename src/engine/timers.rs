@@ -146,17 +146,32 @@ impl Timers {
 
     /// The earliest armed timer's key (its store says where it is).
     fn first(&self) -> Option<TimerKey> {
-        let lane = self.lane.front().map(|(k, _)| *k);
-        let map = self.map.keys().next().copied();
-        let [a, b] = self
-            .slots
-            .map(|s| s.map(|(at, seq, _)| TimerKey(at, seq, Store::Slot)));
-        [lane, map, a, b].into_iter().flatten().min()
+        let mut first = self.lane.front().map(|(k, _)| *k);
+        let slots = self.slots.iter().flatten();
+        let keys = slots.map(|&(at, seq, _)| TimerKey(at, seq, Store::Slot));
+        for key in keys.chain(self.map.keys().next().copied()) {
+            if first.is_none_or(|f| key < f) {
+                first = Some(key);
+            }
+        }
+        first
     }
 
     /// The earliest deadline, if any timer is armed.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.first().map(|k| k.0)
+        // Deadlines only (read every few events): no keys built or compared.
+        let mut first = self.lane.front().map(|(k, _)| k.0);
+        for &(at, _, _) in self.slots.iter().flatten() {
+            if first.is_none_or(|f| at < f) {
+                first = Some(at);
+            }
+        }
+        if let Some(k) = self.map.keys().next() {
+            if first.is_none_or(|f| k.0 < f) {
+                first = Some(k.0);
+            }
+        }
+        first
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
