@@ -6,7 +6,10 @@
 //! last reference, after the last call. A completion is where one join, push or leave reports,
 //! any [`CompletionSink`]: a C callback ([`CallbackSink`], here), a blocking waiter or the
 //! socket's event queue (each in its own module). [`submit`] makes sure it reports exactly
-//! once even when the engine discards an operation it had accepted.
+//! once even when the engine discards an operation it had accepted. Pushes, the per-message
+//! operation, skip it: their C callback or event-queue completion rides in the engine's
+//! allocation-free `RawCompletion` (a function and two words), which has the same
+//! exactly-once rule.
 
 #![allow(non_camel_case_types)]
 

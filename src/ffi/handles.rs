@@ -90,6 +90,9 @@ impl SocketCore {
         let channels = std::mem::take(&mut *lock(&self.channels));
         drop(user);
         drop(channels);
+        if let Some(queue) = self.events.get() {
+            queue.discard();
+        }
     }
 
     /// The event queue, or `PHX_ERR_STATE` before `phx_socket_events_enable`.

@@ -750,6 +750,17 @@ impl EventQueue {
         );
     }
 
+    /// Frees the events nobody took, once the socket is freed and its task has stopped (no
+    /// producer is left): a channel handle that outlives its socket keeps the queue, not them.
+    pub(crate) fn discard(&self) {
+        let left = {
+            let mut st = sync::lock(&self.state);
+            st.bytes = 0;
+            std::mem::take(&mut st.items)
+        };
+        drop(left); // outside the lock: each drop releases its share of a block
+    }
+
     /// Events waiting to be taken.
     pub(crate) fn len(&self) -> usize {
         sync::lock(&self.state).items.len()
@@ -939,6 +950,30 @@ mod tests {
         assert_eq!(taken(&queue, 10), 1);
         assert!(!readable(fd));
         queue.close();
+    }
+
+    /// Freeing the socket frees what nobody took; an event already taken stays valid.
+    #[test]
+    fn discarding_frees_untaken_events_and_spares_taken_ones() {
+        let queue = EventQueue::new(100, usize::MAX, None);
+        for _ in 0..3 {
+            queue.push(&message("{\"kept\":1}"), true);
+        }
+        let Next::Event(kept) = queue.next(0) else {
+            panic!("an event was queued")
+        };
+        queue.close();
+        queue.discard();
+        assert_eq!(queue.len(), 0, "untaken events are freed");
+        assert_eq!(sync::lock(&queue.state).bytes, 0);
+        let raw = kept.into_raw();
+        // SAFETY: the event taken above, owned here until it is taken back below.
+        let ev = unsafe { &*raw };
+        // SAFETY: payload and payload_len describe the event's own bytes.
+        let payload = unsafe { std::slice::from_raw_parts(ev.payload, ev.payload_len) };
+        assert_eq!(payload, b"{\"kept\":1}");
+        // SAFETY: handed out by `into_raw` above, taken back once.
+        drop(unsafe { OwnedEvent::from_raw(raw) });
     }
 
     /// Every byte an event holds counts against the bound, presence keys and metas included.
