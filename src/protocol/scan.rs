@@ -11,6 +11,13 @@
 //! Nothing is allocated unless a field or the reply's status carries escapes (they are
 //! unescaped by serde_json, so lone surrogates and the like are judged by the same code as the
 //! reference), or the nesting is deeper than 64 levels.
+//!
+//! Why a scanner rather than a library: measured with `phx-bench-codec` under callgrind
+//! (instructions per frame), serde_json with a typed tuple and `&RawValue` cost 1,214 for a
+//! server push and 2,229 for a reply, sonic-rs 0.5.10 with `LazyValue` 2,005 and 2,823, when
+//! this scanner's first version cost 1,078 and 2,041 (now about 570 and 1,100). Neither library
+//! can take the payload raw or as a reply depending on an event read in the same pass without
+//! a custom visitor, which is the second pass this replaces.
 
 use super::{Frame, Payload, Reply, PHX_REPLY};
 use std::borrow::Cow;
