@@ -13,9 +13,25 @@ use std::cell::Cell;
 use std::sync::LazyLock;
 use tokio::runtime::{Handle, Runtime};
 
+/// This thread's marks, in one thread-local: in a shared library every thread-local access is
+/// a call (`__tls_get_addr`), and the receive path reads these for every message.
+struct ThreadMarks {
+    /// Non-zero on runtime worker threads and while user callbacks run (a count: callbacks nest).
+    library: Cell<u32>,
+    /// A socket whose callbacks are slow handles an event.
+    isolate: Cell<bool>,
+    /// A socket's task is handling a batch of events on this thread.
+    in_batch: Cell<bool>,
+}
+
 thread_local! {
-    /// Set on runtime worker threads and while user callbacks run.
-    static LIBRARY_THREAD: Cell<u32> = const { Cell::new(0) };
+    static MARKS: ThreadMarks = const {
+        ThreadMarks {
+            library: Cell::new(0),
+            isolate: Cell::new(false),
+            in_batch: Cell::new(false),
+        }
+    };
 }
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
@@ -38,7 +54,7 @@ pub fn new_runtime(workers: usize) -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("phx-worker")
-        .on_thread_start(|| LIBRARY_THREAD.with(|c| c.set(c.get() + 1)))
+        .on_thread_start(|| MARKS.with(|m| m.library.set(m.library.get() + 1)))
         .enable_all()
         .build()
 }
@@ -46,24 +62,18 @@ pub fn new_runtime(workers: usize) -> std::io::Result<Runtime> {
 /// A batch of one socket's events that took longer than this marks its callbacks slow.
 pub(crate) const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(20);
 
-thread_local! {
-    /// Set while a socket whose callbacks are slow handles an event.
-    static ISOLATE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks whether the callbacks about to run on this thread are a slow socket's.
-pub(crate) fn set_isolated(on: bool) {
-    ISOLATE.with(|c| c.set(on));
-}
-
-/// Runs a user callback: through `block_in_place` for a slow socket (see the module
-/// documentation), directly otherwise.
+/// Runs a user callback with the thread marked as running user code (as [`CallbackGuard`]
+/// does): through `block_in_place` for a slow socket (see the module documentation), directly
+/// otherwise. One thread-local access for both.
 pub(crate) fn run_callback(f: impl FnOnce()) {
-    if ISOLATE.with(Cell::get) {
-        tokio::task::block_in_place(f);
-    } else {
-        f();
-    }
+    MARKS.with(|m| {
+        let _mark = LibraryMark::enter(&m.library);
+        if m.isolate.get() {
+            tokio::task::block_in_place(f);
+        } else {
+            f();
+        }
+    });
 }
 
 /// The shared runtime (started on first use, never dropped).
@@ -73,7 +83,7 @@ pub fn shared() -> &'static Handle {
 
 /// True on a runtime worker thread or inside a user callback: blocking there could deadlock.
 pub fn on_library_thread() -> bool {
-    LIBRARY_THREAD.with(|c| c.get() > 0)
+    MARKS.with(|m| m.library.get() > 0)
 }
 
 /// Marks the current thread as running user code for the guard's lifetime.
@@ -81,14 +91,30 @@ pub(crate) struct CallbackGuard(());
 
 impl CallbackGuard {
     pub(crate) fn enter() -> Self {
-        LIBRARY_THREAD.with(|c| c.set(c.get() + 1));
+        MARKS.with(|m| m.library.set(m.library.get() + 1));
         CallbackGuard(())
     }
 }
 
 impl Drop for CallbackGuard {
     fn drop(&mut self) {
-        LIBRARY_THREAD.with(|c| c.set(c.get() - 1));
+        MARKS.with(|m| m.library.set(m.library.get() - 1));
+    }
+}
+
+/// [`CallbackGuard`] for code that already holds this thread's marks.
+struct LibraryMark<'a>(&'a Cell<u32>);
+
+impl<'a> LibraryMark<'a> {
+    fn enter(library: &'a Cell<u32>) -> Self {
+        library.set(library.get() + 1);
+        LibraryMark(library)
+    }
+}
+
+impl Drop for LibraryMark<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -101,23 +127,26 @@ pub(crate) trait BatchEnd: Send + Sync {
 }
 
 thread_local! {
-    /// A socket's task is handling a batch of events on this thread.
-    static IN_BATCH: Cell<bool> = const { Cell::new(false) };
-    /// What asked to be told at the end of the batch.
+    /// What asked to be told at the end of the batch (apart from [`MARKS`]: it needs a
+    /// destructor, which would add a check to every access of the marks).
     static AT_BATCH_END: std::cell::RefCell<Vec<std::sync::Arc<dyn BatchEnd>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The socket's task starts (or goes on with) a batch of events on this thread.
-pub(crate) fn begin_batch() {
-    IN_BATCH.with(|b| b.set(true));
+/// The socket's task starts (or goes on with) a batch of events on this thread; `isolated`:
+/// the callbacks it runs are a slow socket's (see the module documentation).
+pub(crate) fn begin_batch(isolated: bool) {
+    MARKS.with(|m| {
+        m.in_batch.set(true);
+        m.isolate.set(isolated);
+    });
 }
 
 /// The socket's task is about to yield (its inputs are idle, or its budget is spent): tells
 /// everything deferred meanwhile. Tasks move between threads only when they yield, so
 /// nothing deferred on this thread belongs to another task.
 pub(crate) fn end_batch() {
-    IN_BATCH.with(|b| b.set(false));
+    MARKS.with(|m| m.in_batch.set(false));
     // Each is taken out before it runs: what it calls may defer again (it is then told at
     // once, the batch being over).
     while let Some(item) = AT_BATCH_END.with(|l| l.borrow_mut().pop()) {
@@ -128,7 +157,7 @@ pub(crate) fn end_batch() {
 /// Defers a notification to the end of the current batch; false (the caller notifies now)
 /// outside a socket task's batch. `make` is called only when deferring.
 pub(crate) fn defer_to_batch_end(make: impl FnOnce() -> std::sync::Arc<dyn BatchEnd>) -> bool {
-    if !IN_BATCH.with(Cell::get) {
+    if !MARKS.with(|m| m.in_batch.get()) {
         return false;
     }
     AT_BATCH_END.with(|l| l.borrow_mut().push(make()));

@@ -896,7 +896,7 @@ mod tests {
         let wake = WakeRegistration::new(Some(count_wake), std::ptr::null_mut(), None);
         let queue = EventQueue::new(100, usize::MAX, Some(wake));
         let readable = |q: &EventQueue| sync::lock(&q.state).signalled;
-        runtime::begin_batch();
+        runtime::begin_batch(false);
         for _ in 0..10 {
             queue.push(&message("{}"), true);
         }
@@ -910,7 +910,7 @@ mod tests {
         assert_eq!(taken(&queue, 100), 6);
         assert!(!readable(&queue));
         // Drained before the batch ended: nobody is told.
-        runtime::begin_batch();
+        runtime::begin_batch(false);
         queue.push(&message("{}"), true);
         assert_eq!(taken(&queue, 1), 1);
         runtime::end_batch();

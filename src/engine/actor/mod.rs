@@ -28,7 +28,7 @@ use super::jitter::Jitter;
 use super::metrics::{Counters, SocketMetrics};
 use super::presence::{PresenceTracker, PRESENCE_DIFF, PRESENCE_STATE};
 use super::reclaim::Shrink;
-use super::runtime::{self, CallbackGuard};
+use super::runtime;
 use super::timers::{Timer, TimerKey, Timers};
 use super::types::*;
 use super::{Completion, Config};
@@ -355,8 +355,7 @@ async fn run_actor(close: CloseOnDrop, connector: Arc<dyn Connector>) {
             polled
         })
         .await;
-        runtime::begin_batch();
-        runtime::set_isolated(actor.isolated);
+        runtime::begin_batch(actor.isolated);
         // A panic here is a libphx bug; keep it from killing the task silently mid-state.
         let handled = catch_unwind(AssertUnwindSafe(|| actor.handle(event)));
         if handled.is_err() {
@@ -738,7 +737,6 @@ impl Drop for CloseOnDrop {
 
 /// Calls user code: marked as a library thread (so blocking calls refuse), panics contained.
 fn call_user(f: impl FnOnce()) {
-    let _guard = CallbackGuard::enter();
     runtime::run_callback(|| {
         let _ = catch_unwind(AssertUnwindSafe(f));
     });
