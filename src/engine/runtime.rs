@@ -163,3 +163,37 @@ pub(crate) fn defer_to_batch_end(make: impl FnOnce() -> std::sync::Arc<dyn Batch
     AT_BATCH_END.with(|l| l.borrow_mut().push(make()));
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mark that makes blocking calls refuse covers a callback, nested ones included, and
+    /// is lifted when it returns or panics.
+    #[test]
+    fn run_callback_marks_the_thread_while_user_code_runs() {
+        assert!(!on_library_thread());
+        run_callback(|| {
+            assert!(on_library_thread());
+            run_callback(|| assert!(on_library_thread()));
+            assert!(on_library_thread(), "still inside the outer callback");
+        });
+        assert!(!on_library_thread());
+        let panicked = std::panic::catch_unwind(|| run_callback(|| panic!("user code")));
+        assert!(panicked.is_err());
+        assert!(!on_library_thread(), "lifted by the unwind");
+    }
+
+    /// `begin_batch` sets both marks (the isolation flag as given); `end_batch` ends the
+    /// batch, after which nothing is deferred.
+    #[test]
+    fn begin_batch_sets_the_batch_and_isolation_marks() {
+        begin_batch(true);
+        assert!(MARKS.with(|m| m.in_batch.get() && m.isolate.get()));
+        begin_batch(false);
+        assert!(MARKS.with(|m| m.in_batch.get() && !m.isolate.get()));
+        end_batch();
+        assert!(!MARKS.with(|m| m.in_batch.get()));
+        assert!(!defer_to_batch_end(|| unreachable!("outside a batch")));
+    }
+}
