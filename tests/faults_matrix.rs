@@ -355,7 +355,11 @@ async fn run_cell(fault: Fault, phase: Phase) -> CellResult {
         Phase::SlowJoin => {
             let (ch, trace) = cell.channel("room:slow");
             let (cb, rx) = op();
-            ch.join(json("{}"), None, cb)
+            // Longer than the 10 s a 5 s heartbeat takes to notice a half-open connection or a
+            // server that stopped reading: with the default 10 s, the join's own timeout (armed
+            // a moment before the fault) and the connection loss fire together, and either can
+            // win. This cell is about the connection loss.
+            ch.join(json("{}"), Some(Duration::from_secs(15)), cb)
                 .map_err(|s| format!("{s:?}"))?;
             joins.push(("slow join", rx));
             slow = Some((ch, trace));
