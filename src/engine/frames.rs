@@ -70,85 +70,9 @@ impl TextOut for TextBuf<'_> {
     }
 }
 
-/// The decimal text of a counter that mostly steps by one, kept up to date digit by digit
-/// (a push's ref costs no division).
-pub(crate) struct Decimal {
-    value: u64,
-    /// ASCII digits, right-aligned: `digits[start..]`.
-    digits: [u8; 20],
-    start: usize,
-}
-
-impl Default for Decimal {
-    fn default() -> Self {
-        let mut d = Decimal {
-            value: 0,
-            digits: [b'0'; 20],
-            start: 19,
-        };
-        d.set(0);
-        d
-    }
-}
-
-impl Decimal {
-    /// `v` in decimal.
-    pub(crate) fn of(&mut self, v: u64) -> &str {
-        if v == self.value.wrapping_add(1) && v != 0 {
-            self.step();
-        } else if v != self.value {
-            self.set(v);
-        }
-        // SAFETY: `digits` only ever holds ASCII digits.
-        unsafe { std::str::from_utf8_unchecked(&self.digits[self.start..]) }
-    }
-
-    fn step(&mut self) {
-        self.value += 1;
-        let mut i = self.digits.len();
-        loop {
-            i -= 1;
-            if self.digits[i] != b'9' {
-                self.digits[i] += 1;
-                break;
-            }
-            self.digits[i] = b'0';
-            if i == self.start {
-                self.start -= 1;
-                self.digits[self.start] = b'1';
-                break;
-            }
-        }
-    }
-
-    fn set(&mut self, mut v: u64) {
-        self.value = v;
-        let mut i = self.digits.len();
-        loop {
-            i -= 1;
-            self.digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.start = i;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimal_text_of_steps_and_jumps() {
-        let mut d = Decimal::default();
-        for v in (0..12_345).chain([99, 100, 7, 999_999, 1_000_000, u64::MAX - 1, u64::MAX]) {
-            assert_eq!(d.of(v), v.to_string());
-        }
-        assert_eq!(d.of(0), "0");
-        assert_eq!(d.of(1), "1");
-    }
 
     #[test]
     fn frames_share_a_buffer_that_is_reused_once_they_are_written() {

@@ -40,7 +40,7 @@ impl Actor {
         ch.join_ref = Some(join_ref);
         ch.join_ref_text.clear();
         ch.join_ref_text
-            .push_str(format_u64(&mut [0; 20], join_ref));
+            .push_str(itoa::Buffer::new().format(join_ref));
         self.awaiting.insert(join_ref, Awaiting::Join(id));
         let (jr, topic) = (Some(ch.join_ref_text.as_str()), &*ch.shared.topic);
         match &ch.join_payload {

@@ -18,11 +18,10 @@ mod pushes;
 mod seq_map;
 
 use fast_map::FastMap;
-use outbound::{format_u64, send_binary, send_push_text, send_text};
+use outbound::{send_binary, send_push_text, send_text};
 use seq_map::SeqMap;
 
 use super::connection::{self, Conn, Connector, Ws};
-use super::frames::Decimal;
 use super::handle::{lock, ChannelShared, SocketShared};
 use super::jitter::Jitter;
 use super::metrics::{Counters, SocketMetrics};
@@ -253,7 +252,7 @@ struct Actor {
     heard_since_heartbeat: bool,
     next_ref: u64,
     /// Decimal text of the refs pushes carry.
-    ref_text: Decimal,
+    ref_text: itoa::Buffer,
     /// Boxed: a table of a few 320-byte entries would hold room for several in every socket.
     channels: FastMap<u64, Box<Chan>>,
     /// Channel ids per topic (more than one only while an old instance is still leaving).
@@ -322,7 +321,7 @@ async fn run_actor(close: CloseOnDrop, connector: Arc<dyn Connector>) {
         heartbeat_pending: None,
         heard_since_heartbeat: false,
         next_ref: 0,
-        ref_text: Decimal::default(),
+        ref_text: itoa::Buffer::new(),
         channels: FastMap::default(),
         by_topic: FastMap::default(),
         awaiting: SeqMap::default(),

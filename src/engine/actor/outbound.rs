@@ -29,8 +29,8 @@ pub(super) fn send_text(
     payload: &str,
 ) -> Option<u64> {
     let conn = conn.as_mut()?;
-    let mut buf = [0; 20];
-    let r = r.map(|r| format_u64(&mut buf, r));
+    let mut buf = itoa::Buffer::new();
+    let r = r.map(|r| buf.format(r));
     let len = protocol::text_len(join_ref, r, topic, event, payload);
     let frame = conn.frames.text(len, |out| {
         protocol::encode_text(out, join_ref, r, topic, event, payload)
@@ -65,24 +65,10 @@ pub(super) fn send_binary(
     bytes: &[u8],
 ) -> Option<u64> {
     let conn = conn.as_mut()?;
-    let mut buf = [0; 20];
-    let r = format_u64(&mut buf, r);
+    let mut buf = itoa::Buffer::new();
+    let r = buf.format(r);
     let mut out = Vec::new();
     // Field lengths were checked when the operation was made.
     protocol::encode_binary_push(&mut out, join_ref, Some(r), topic, event, bytes).ok()?;
     Some(conn.queue(WsMessage::Binary(out.into())))
-}
-
-/// Formats `v` in decimal into `buf` without allocating.
-pub(super) fn format_u64(buf: &mut [u8; 20], mut v: u64) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).expect("digits are ASCII")
 }

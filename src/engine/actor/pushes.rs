@@ -73,7 +73,7 @@ impl Actor {
         op.queued_at = match &payload {
             Body::Json(json) => {
                 ch.prepare_push(&op.event);
-                let ref_ = self.ref_text.of(r);
+                let ref_ = self.ref_text.format(r);
                 let (jr, middle) = (&ch.join_ref_text, &ch.push_middle);
                 send_push_text(&mut self.conn, jr, ref_, middle, json).and_then(QueuedAt::new)
             }
